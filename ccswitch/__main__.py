@@ -1,0 +1,5 @@
+import sys
+
+from ccswitch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The local control API: JSON over HTTP on a Unix socket (what the CLI talks to).
+
+The socket file is created mode 0600: whoever can open it is the machine's
+administrator.  The networked API with tokens and roles builds on the same
+handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ccswitch.call.channel import Channel
+
+if TYPE_CHECKING:
+    from ccswitch.server import Server
+
+
+def channel_row(ch: Channel) -> dict[str, Any]:
+    return ch.snapshot()
+
+
+class ControlServer:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.app = web.Application()
+        self.app.add_routes([
+            web.get("/api/status", self.status),
+            web.get("/api/channels", self.channels),
+            web.get("/api/channels/{id}", self.channel),
+            web.post("/api/channels/{id}/hangup", self.hangup),
+            web.get("/api/registrations", self.registrations),
+            web.get("/api/cdr", self.cdr),
+        ])
+        self.runner: web.AppRunner | None = None
+        self.path: Path | None = None
+
+    async def start(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()  # a stale socket from a killed server
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        old = os.umask(0o177)
+        try:
+            site = web.UnixSite(self.runner, str(path))
+            await site.start()
+        finally:
+            os.umask(old)
+        self.path = path
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+
+    # ---- handlers
+    async def status(self, request: web.Request) -> web.Response:
+        s = self.server
+        return web.json_response({
+            "uptime": round(time.time() - s.started, 1),
+            "channels": len(s.manager.channels),
+            "registrations": len(s.ua.registrar.all(s.ua.now())),
+            "transactions": s.ua.layer.transaction_count,
+            "rtp_ports_free": s.engine.ports_free,
+            "sip": dict(s.ua.layer.stats, **s.ua.stats),
+        })
+
+    async def channels(self, request: web.Request) -> web.Response:
+        return web.json_response([channel_row(c) for c in self.server.manager.list()])
+
+    def _find(self, request: web.Request) -> Channel:
+        ch = self.server.manager.find(request.match_info["id"])
+        if ch is None:
+            raise web.HTTPNotFound(text='{"error": "no such channel"}',
+                                   content_type="application/json")
+        return ch
+
+    async def channel(self, request: web.Request) -> web.Response:
+        return web.json_response(channel_row(self._find(request)))
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        ch = self._find(request)
+        cause = "NORMAL_CLEARING"
+        if request.can_read_body:
+            try:
+                body = await request.json()
+                cause = str(body.get("cause", cause))
+            except ValueError:
+                pass
+        ch.hangup(cause)
+        return web.json_response({"hungup": ch.name, "cause": cause})
+
+    async def registrations(self, request: web.Request) -> web.Response:
+        ua = self.server.ua
+        now = ua.now()
+        rows = []
+        for b in ua.registrar.all(now):
+            ext = ua.extensions.get(b.aor)
+            rows.append({
+                "extension": b.aor,
+                "name": ext.name if ext else "",
+                "contact": str(b.uri),
+                "source": f"{b.peer.transport}:{b.peer.host}:{b.peer.port}",
+                "expires_in": b.expires_in(now),
+                "user_agent": b.user_agent,
+            })
+        return web.json_response(rows)
+
+    async def cdr(self, request: web.Request) -> web.Response:
+        n = int(request.query.get("last", "20"))
+        await self.server.cdr.flush()
+        return web.json_response(await self.server.cdr.last(max(1, min(n, 10000))))

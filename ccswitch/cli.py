@@ -1,0 +1,231 @@
+"""The `ccswitch` command: run the server, and ask the running server questions."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if getattr(args, "socket", None):
+        return str(args.socket)
+    from ccswitch.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise CliError(str(e), 2) from None
+    return str(cfg.control.socket)
+
+
+def api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    sock = _socket_path(args)
+    conn = UnixHTTPConnection(sock)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise CliError(f"ccswitch is not running (no control socket at {sock})", 3) from None
+    except OSError as e:
+        raise CliError(f"cannot reach ccswitch at {sock}: {e}", 3) from None
+    finally:
+        conn.close()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = raw.decode(errors="replace")
+    if resp.status == 404:
+        msg = payload.get("error") if isinstance(payload, dict) else payload
+        raise CliError(str(msg or "not found"), 4)
+    if resp.status >= 400:
+        raise CliError(f"server error {resp.status}: {payload}", 1)
+    return payload
+
+
+def _fmt_duration(sec: float) -> str:
+    s = int(sec)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[str]], footer: str) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, title=title, show_edge=False, pad_edge=False,
+              header_style="bold")
+    for c in columns:
+        t.add_column(c, no_wrap=True)
+    for r in rows:
+        t.add_row(*r)
+    console = Console(width=max(120, Console().width))
+    console.print(t)
+    console.print(footer)
+
+
+def cmd_channels(args: argparse.Namespace) -> int:
+    chans = api(args, "GET", "/api/channels")
+    if args.json:
+        print(json.dumps(chans, indent=2))
+        return 0
+    rows = []
+    for c in chans:
+        app = c["app"] + (f"({c['app_data']})" if c.get("app_data") else "")
+        rows.append([c["name"], c["state"], c["caller"], c["callee"], c["codec"] or "-",
+                     _fmt_duration(c["duration"]), c["bridged_with"] or "-", app or "-"])
+    n = len(chans)
+    calls = len({c["linkedid"] for c in chans})
+    summary = (f"{n} active channel{'s' if n != 1 else ''}, "
+               f"{calls} active call{'s' if calls != 1 else ''}")
+    _table(None, ["Channel", "State", "Caller", "Callee", "Codec", "Duration", "Bridged with",
+                  "Application"], rows, summary)
+    return 0
+
+
+def cmd_channel_show(args: argparse.Namespace) -> int:
+    c = api(args, "GET", f"/api/channels/{args.id}")
+    print(json.dumps(c, indent=2))
+    return 0
+
+
+def cmd_hangup(args: argparse.Namespace) -> int:
+    r = api(args, "POST", f"/api/channels/{args.channel}/hangup", {"cause": args.cause})
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"hung up {r['hungup']} ({r['cause']})")
+    return 0
+
+
+def cmd_registrations(args: argparse.Namespace) -> int:
+    regs = api(args, "GET", "/api/registrations")
+    if args.json:
+        print(json.dumps(regs, indent=2))
+        return 0
+    rows = [[r["extension"], r["name"], r["contact"], r["source"], str(r["expires_in"]),
+             r["user_agent"][:30]] for r in regs]
+    _table(None, ["Ext", "Name", "Contact", "Source", "Expires", "User-Agent"], rows,
+           f"{len(regs)} registration{'s' if len(regs) != 1 else ''}")
+    return 0
+
+
+def cmd_cdr(args: argparse.Namespace) -> int:
+    try:
+        rows = api(args, "GET", f"/api/cdr?last={args.last}")
+    except CliError as e:
+        if e.code != 3:
+            raise
+        # server not running: read the database directly
+        from ccswitch.config import ConfigError, load_config
+        from ccswitch.storage.cdr import read_last_sync
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as ce:
+            raise CliError(str(ce), 2) from None
+        if not Path(cfg.database.path).exists():
+            rows = []
+        else:
+            rows = read_last_sync(cfg.database.path, args.last)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    out = []
+    for r in rows:
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["start"]))
+        out.append([start, r["caller"], r["callee"], r["disposition"] or "-",
+                    r["hangup_cause"] or "-", str(int(r["duration"] or 0)),
+                    str(int(r["billsec"] or 0)), r["call_uuid"][:12],
+                    "yes" if r.get("recording") else "-"])
+    _table(None, ["Start", "Caller", "Callee", "Disposition", "Cause", "Dur", "Bill", "Call",
+                  "Rec"], out, f"{len(rows)} call record{'s' if len(rows) != 1 else ''}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(json.dumps(api(args, "GET", "/api/status"), indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ccswitch.server import run_server
+
+    return run_server(args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ccswitch", description="SIP softswitch and contact center")
+    p.add_argument("--config", "-c", default=os.environ.get("CCSWITCH_CONFIG", DEFAULT_CONFIG),
+                   help="configuration file (default: config.yaml, or $CCSWITCH_CONFIG)")
+    p.add_argument("--socket", help="control socket (default: from the configuration)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("run", cmd_run, "run the server in the foreground")
+    sp.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
+    sp = add("channels", cmd_channels, "list live channels")
+    sp.add_argument("--json", action="store_true")
+    sp = add("channel", cmd_channel_show, "show one channel (`channel show ID`)")
+    sp.add_argument("action", choices=["show"])
+    sp.add_argument("id")
+    sp = add("hangup", cmd_hangup, "hang up a channel by name or id")
+    sp.add_argument("channel")
+    sp.add_argument("--cause", default="NORMAL_CLEARING")
+    sp.add_argument("--json", action="store_true")
+    sp = add("registrations", cmd_registrations, "list registered contacts")
+    sp.add_argument("--json", action="store_true")
+    sp = add("cdr", cmd_cdr, "show call detail records")
+    sp.add_argument("--last", type=int, default=20)
+    sp.add_argument("--json", action="store_true")
+    add("status", cmd_status, "server status")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc: int = args.fn(args)
+        return rc
+    except CliError as e:
+        print(f"ccswitch: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
