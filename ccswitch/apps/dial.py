@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ccswitch.call.channel import Bridge, Channel
+from ccswitch.media import tones
+from ccswitch.media.engine import PcmSource
 
 if TYPE_CHECKING:
     from ccswitch.call.sipua import SipChannel, SipUA
 
 log = logging.getLogger("ccswitch.dial")
+
+# North American ringback: 440 + 480 Hz, 2 s on, 4 s off
+RINGBACK = tones.cadence(2000, 4000, 6000, 440, 480)
 
 # which failure we report when several branches fail (higher wins)
 _RANK = {486: 90, 600: 95, 603: 94, 480: 50, 404: 40, 408: 30, 487: 10}
@@ -56,6 +61,7 @@ async def dial(
 
     codecs = _codec_order(chan)
     legs: list[SipChannel] = []
+    ringback: PcmSource | None = None
     chan.listeners.append(listener)
     try:
         for b in bindings:
@@ -86,6 +92,10 @@ async def dial(
                 continue
             if what == "ringing":
                 chan.ring()
+                if chan.is_up and chan.media is not None and chan.media.source is None:
+                    # the caller is already answered (IVR): play ringback ourselves
+                    ringback = PcmSource(RINGBACK, loop=True)
+                    chan.media.set_source(ringback)
             elif what == "progress" and early_from is None and c.media and chan.media:
                 # early media (183 + SDP): let the caller hear the far end's tones/announcements
                 early_from = c
@@ -99,6 +109,9 @@ async def dial(
                 if chan.is_gone:
                     c.hangup("NORMAL_CLEARING")
                     return DialResult("CANCEL", 487)
+                if chan.media is not None and ringback is not None and \
+                        chan.media.source is ringback:
+                    chan.media.set_source(None)  # stop our ringback
                 if not bridge:
                     return DialResult("ANSWER", 200, c)
                 await chan.answer()
@@ -122,6 +135,8 @@ async def dial(
                     return DialResult("CHANUNAVAIL" if best in (480, 404) else "FAILED",
                                       best)
     finally:
+        if chan.media is not None and ringback is not None and chan.media.source is ringback:
+            chan.media.set_source(None)
         if listener in chan.listeners:
             chan.listeners.remove(listener)
         for leg in legs:

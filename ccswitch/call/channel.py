@@ -75,6 +75,7 @@ class Channel:
         self.recording_path: str | None = None
         self.listeners: list[Listener] = []
         self.dtmf_queue: asyncio.Queue[str] = asyncio.Queue()
+        self.dtmf_event = asyncio.Event()  # set while digits wait in dtmf_queue (barge-in)
         self.hungup: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -191,7 +192,121 @@ class Channel:
     def _on_dtmf(self, digit: str, source: str) -> None:
         self.manager.bus.publish(ev.DTMF, digit=digit, source=source, **self._ev())
         self.dtmf_queue.put_nowait(digit)
+        self.dtmf_event.set()
         self._notify("dtmf", digit)
+
+    # ---- media operations for applications (IVR, queues...)
+    def flush_dtmf(self) -> None:
+        while not self.dtmf_queue.empty():
+            self.dtmf_queue.get_nowait()
+        self.dtmf_event.clear()
+
+    def _take_digit(self) -> str | None:
+        if self.dtmf_queue.empty():
+            self.dtmf_event.clear()
+            return None
+        d = self.dtmf_queue.get_nowait()
+        if self.dtmf_queue.empty():
+            self.dtmf_event.clear()
+        return d
+
+    def _check_alive(self) -> None:
+        if self.is_gone:
+            raise ChannelGone(self.hangup_cause or "")
+
+    async def play(
+        self,
+        pcm: bytes | list[bytes],
+        *,
+        barge_in: bool = True,
+        stop: asyncio.Event | None = None,
+        loop: bool = False,
+    ) -> str | None:
+        """Play audio to the channel, paced by the media clock.
+
+        Returns "dtmf" when a key press interrupted it (the digit stays queued for
+        the next collect), "stop" when `stop` was set (e.g. speech barge-in), None
+        when it played to the end.  Raises ChannelGone if the channel hangs up.
+        """
+        self._check_alive()
+        if barge_in and self.dtmf_event.is_set():
+            return "dtmf"
+        ep = self.media
+        if ep is None:
+            return None
+        loop_ = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop_.create_future()
+
+        def done() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        ep.set_source(media.PcmSource(pcm, loop=loop), on_done=done)
+        waits: list[asyncio.Future[Any]] = [finished, self.hungup]
+        extra: list[asyncio.Future[Any]] = []
+        if barge_in:
+            extra.append(asyncio.ensure_future(self.dtmf_event.wait()))
+        if stop is not None:
+            extra.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits + extra, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in extra:
+                t.cancel()
+            if not finished.done() and ep.source is not None:
+                ep.set_source(None)
+        self._check_alive()
+        if finished.done():
+            return None
+        if barge_in and self.dtmf_event.is_set():
+            return "dtmf"
+        return "stop"
+
+    def stop_playback(self) -> None:
+        if self.media is not None and self.media.source is not None:
+            cb = self.media.on_source_done
+            self.media.set_source(None)
+            if cb is not None:
+                cb()
+
+    async def get_digits(
+        self,
+        max_digits: int,
+        *,
+        terminators: str = "#",
+        first_timeout: float = 5.0,
+        inter_timeout: float = 3.0,
+    ) -> tuple[str, str]:
+        """Collect digits; returns (digits, why) with why in max, terminator, timeout."""
+        digits = ""
+        timeout = first_timeout
+        while True:
+            self._check_alive()
+            d = self._take_digit()
+            if d is None:
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(self.dtmf_event.wait())
+                try:
+                    done, _ = await asyncio.wait([waiter, self.hungup], timeout=timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                self._check_alive()
+                if not done:
+                    return digits, "timeout"
+                continue
+            if d in terminators and terminators:
+                return digits, "terminator"
+            digits += d
+            if len(digits) >= max_digits:
+                return digits, "max"
+            timeout = inter_timeout
+
+    async def wait_for_hangup(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.hungup), timeout)
+            return True
+        except TimeoutError:
+            return False
 
     def _ev(self) -> dict[str, Any]:
         return {
@@ -202,6 +317,10 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} {self.state}>"
+
+
+class ChannelGone(Exception):
+    """The channel hung up while an application was using it."""
 
 
 class Bridge:

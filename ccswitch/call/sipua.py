@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccswitch.call.causes import cause_from_sip, reason_header, sip_from_cause
-from ccswitch.call.channel import Channel, ChannelManager, ChannelState
+from ccswitch.call.channel import Channel, ChannelGone, ChannelManager, ChannelState
 from ccswitch.media.engine import Endpoint, MediaEngine
 from ccswitch.sip import sdp as sdpmod
 from ccswitch.sip.auth import DigestServer
@@ -776,8 +776,10 @@ class SipChannel(Channel):
         if code < 300:
             self._on_2xx(resp)
             return
-        self._set_gone(cause_from_sip(code))
+        # "failed" (with the SIP status) before "hangup": Dial takes the first event of a
+        # leg, and must relay 486/603 rather than guess a status from the hangup cause
         self._notify("failed", code)
+        self._set_gone(cause_from_sip(code))
 
     def _take_answer(self, resp: Response) -> None:
         if self.offer is None:
@@ -842,8 +844,8 @@ class SipChannel(Channel):
 
     def on_txn_timeout(self, txn: ClientTransaction) -> None:
         if txn is self.out_txn and not self.is_gone:
+            self._notify("failed", 408)  # before "hangup", as in on_response
             self._set_gone("RECOVERY_ON_TIMER_EXPIRE")
-            self._notify("failed", 408)
         elif txn is self.out_txn and self.pending_cancel:
             self.pending_cancel = False
 
@@ -858,10 +860,6 @@ class SipChannel(Channel):
             ua.dialogs.pop((self.dialog.call_id, self.local_tag, self.dialog.remote_tag), None)
         if not self.media_ready.done():
             self.media_ready.set_result(False)
-
-
-class ChannelGone(Exception):
-    """The channel hung up while an application was using it."""
 
 
 def _info_dtmf(req: Request) -> str | None:

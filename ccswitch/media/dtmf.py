@@ -192,7 +192,10 @@ class GoertzelDetector:
     the nominal bins only (the shifted bins of neighbouring rows overlap).
 
     A digit is reported once two consecutive blocks agree on it; it must then be released
-    (two consecutive blocks without it, ~25 ms of gap) before it can be reported again.
+    by `RELEASE_BLOCKS` consecutive blocks without it before it can be reported again. A
+    block only passes when the tone fills ~80 % of it, so a 10 ms dropout can spoil two
+    blocks: three (~38 ms, within the 40 ms minimum inter-digit pause) keep such a
+    dropout from registering the digit twice.
     The bins are single-frequency DFTs evaluated for a batch of blocks with one matrix
     product: the same numbers as Goertzel filters, computed by numpy.
 
@@ -208,6 +211,7 @@ class GoertzelDetector:
     REL_PEAK_DB = 5.0
     MIN_TONE_FRACTION = 0.8
     HARMONIC_DB = 15.0
+    RELEASE_BLOCKS = 3
     _SPREAD = (-0.012, 0.0, 0.012)
 
     def __init__(self, rate: int = 8000) -> None:
@@ -243,11 +247,13 @@ class GoertzelDetector:
         self._buf = b""
         self._last_hit: str | None = None  # the previous block's verdict
         self._digit: str | None = None  # the digit currently held (reported)
+        self._misses = 0  # consecutive blocks without the held digit
 
     def reset(self) -> None:
         self._buf = b""
         self._last_hit = None
         self._digit = None
+        self._misses = 0
 
     def feed(self, pcm: bytes) -> list[str]:
         """Analyse more audio; return the digits that started in it (usually [])."""
@@ -285,12 +291,15 @@ class GoertzelDetector:
             ]
         out: list[str] = []
         for hit in verdicts:
-            if hit == self._last_hit:
-                if hit is None:
+            if hit is not None and hit == self._last_hit and hit != self._digit:
+                self._digit = hit
+                out.append(hit)
+            if hit == self._digit:
+                self._misses = 0
+            elif self._digit is not None:
+                self._misses += 1
+                if self._misses >= self.RELEASE_BLOCKS:
                     self._digit = None
-                elif hit != self._digit:
-                    self._digit = hit
-                    out.append(hit)
             self._last_hit = hit
         return out
 

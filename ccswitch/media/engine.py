@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ccswitch.media import g711
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
+from ccswitch.media.player import FramePlayer
 from ccswitch.media.rtp import InStats, OutStream
 from ccswitch.media.wav import StereoRecorder
 
@@ -42,6 +43,18 @@ class FrameSource:
 
     def next_frame(self) -> bytes | None:
         raise NotImplementedError
+
+
+class PcmSource(FrameSource):
+    """Plays PCM clips (prompts) once or looped."""
+
+    __slots__ = ("player",)
+
+    def __init__(self, pcm: bytes | list[bytes], loop: bool = False) -> None:
+        self.player = FramePlayer(pcm, loop=loop)
+
+    def next_frame(self) -> bytes | None:
+        return self.player.next_frame()
 
 
 class CallRecorder:
@@ -163,8 +176,11 @@ class Endpoint(asyncio.DatagramProtocol):
             cc = data[0] & 0x0F
             payload = data[12 + 4 * cc :]
             digit = self.events.feed(ts, payload, bool(data[1] & 0x80), now)
-            if digit is not None and self.on_dtmf is not None:
-                self.on_dtmf(digit, "rfc4733")
+            if digit is not None:
+                # the phone sends RFC 4733: in-band detection would only double-count
+                self.inband = None
+                if self.on_dtmf is not None:
+                    self.on_dtmf(digit, "rfc4733")
             peer = self.peer
             if peer is not None and peer.source is None and peer.dtmf_pt >= 0:
                 peer.relay(data, pt, now)

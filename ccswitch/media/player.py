@@ -56,13 +56,13 @@ class FramePlayer:
     """
 
     __slots__ = (
+        "_base",
         "_clip",
         "_clips",
         "_emitted",
         "_frame",
         "_loop",
         "_offset",
-        "_pos",
         "_rate",
         "_total",
     )
@@ -89,7 +89,7 @@ class FramePlayer:
         self._total = sum(len(c) for c in self._clips)
         self._clip = 0  # index of the current clip
         self._offset = 0  # byte offset in the current clip
-        self._pos = 0  # byte position in the whole content
+        self._base = 0  # byte offset of the current clip in the whole content
         self._emitted = 0  # bytes emitted, including loops and padding
 
     @property
@@ -99,7 +99,7 @@ class FramePlayer:
     @property
     def position_ms(self) -> int:
         """Position in the content (wraps when looping)."""
-        return self._pos * 500 // self._rate
+        return (self._base + self._offset) * 500 // self._rate
 
     @property
     def elapsed_ms(self) -> int:
@@ -121,7 +121,6 @@ class FramePlayer:
         end = off + size
         if end < len(clip):  # the common case: one slice
             self._offset = end
-            self._pos += size
             self._emitted += size
             return clip[off:end]
         parts = [clip[off:]]
@@ -136,29 +135,26 @@ class FramePlayer:
                 self._advance_clip()
             else:
                 self._offset = take
-                self._pos += take
         if have < size:
             parts.append(bytes(size - have))
         self._emitted += size
         return b"".join(parts)
 
     def _advance_clip(self) -> None:
+        self._base += len(self._clips[self._clip])
         self._clip += 1
         self._offset = 0
-        if self._clip >= len(self._clips):
-            if self._loop:
-                self._clip = 0
-                self._pos = 0
-        else:
-            self._pos = sum(len(c) for c in self._clips[: self._clip])
+        if self._clip >= len(self._clips) and self._loop:
+            self._clip = 0
+            self._base = 0
 
     def seek(self, ms: int) -> None:
         """Jump to `ms` into the content (clamped; the end means done)."""
         target = max(0, min(self._total, ms * self._rate // 500 & ~1))
-        self._pos = target
+        base = 0
         for i, clip in enumerate(self._clips):
-            if target < len(clip):
-                self._clip, self._offset = i, target
+            if target < base + len(clip):
+                self._clip, self._base, self._offset = i, base, target - base
                 return
-            target -= len(clip)
-        self._clip, self._offset = len(self._clips), 0
+            base += len(clip)
+        self._clip, self._base, self._offset = len(self._clips), base, 0

@@ -163,7 +163,7 @@ class OutStream:
         the last packet' and 'last packet plus elapsed wall time'."""
         if self._last_now < 0.0:
             return self._next_ts
-        wall = (self._last_ts + int((now - self._last_now) * self._rate)) & _MASK32
+        wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
         if ((wall - self._next_ts) & _MASK32) < _HALF32:
             return wall
         return self._next_ts
@@ -218,7 +218,7 @@ class OutStream:
         """
         if self._made and self._last_now >= 0.0:
             ts = self._next_ts
-            wall = (self._last_ts + int((now - self._last_now) * self._rate)) & _MASK32
+            wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
             late = (wall - ts) & _MASK32
             if self._gap < late < _HALF32:  # we stopped sending for a while
                 ts = wall
@@ -241,7 +241,7 @@ class OutStream:
         if marker or not self._made:
             if self._made and self._last_now >= 0.0:
                 ts = self._next_ts
-                wall = (self._last_ts + int((now - self._last_now) * self._rate)) & _MASK32
+                wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
                 if self._gap < ((wall - ts) & _MASK32) < _HALF32:
                     ts = wall
             else:

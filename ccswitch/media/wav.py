@@ -199,10 +199,10 @@ class StereoRecorder:
     `put` places mono PCM16 at an absolute sample index (0 = start of the recording);
     overlapping writes overwrite, and audio before what was already flushed is dropped
     (late packets). `flush_until` interleaves [flushed, sample) of both sides, with
-    silence where nothing was put, and appends it to the file; the file itself (data and
-    header sizes) is written once at least `flush_interval` seconds of audio are waiting,
-    or when asked with ``force=True``, so a recording costs one write per second rather
-    than one per packet. Positions are the caller's business: this only handles buffers.
+    silence where nothing was put, writes it to the file and updates the header. Positions
+    and timing are the caller's business: this only handles buffers. Call `flush_until`
+    about every `flush_interval` seconds of audio (`due` says when), leaving some slack
+    for late packets: a kill -9 then loses at most that much audio.
 
     Writes more than `max_ahead` seconds beyond the flushed point are dropped (a bogus
     position must not allocate gigabytes); `dropped_samples` counts all dropped samples.
@@ -210,11 +210,12 @@ class StereoRecorder:
 
     __slots__ = (
         "_bufs",
-        "_flush_bytes",
         "_flushed",
+        "_interval",
         "_max_ahead",
         "_wav",
         "dropped_samples",
+        "flush_interval",
     )
 
     def __init__(
@@ -227,7 +228,8 @@ class StereoRecorder:
         self._wav = CrashSafeWav(path, 2, rate)
         self._bufs = (bytearray(), bytearray())  # PCM from _flushed onwards, per side
         self._flushed = 0
-        self._flush_bytes = int(flush_interval * rate) * 4
+        self.flush_interval = flush_interval
+        self._interval = int(flush_interval * rate)
         self._max_ahead = int(max_ahead * rate)
         self.dropped_samples = 0
 
@@ -237,8 +239,12 @@ class StereoRecorder:
 
     @property
     def flushed(self) -> int:
-        """Sample index up to which the timeline has been interleaved."""
+        """Sample index up to which the timeline has been written."""
         return self._flushed
+
+    def due(self, sample: int) -> bool:
+        """True once `sample` is `flush_interval` or more past the flushed point."""
+        return sample - self._flushed >= self._interval
 
     def put(self, side: int, pcm: bytes, at_sample: int) -> None:
         """Place mono PCM16 for `side` (0 or 1) at sample index `at_sample`."""
@@ -263,20 +269,18 @@ class StereoRecorder:
         else:
             buf[start:end] = pcm  # overwrite (grows the buffer if pcm runs past its end)
 
-    def flush_until(self, sample: int, force: bool = False) -> None:
-        """Interleave the timeline up to `sample` (exclusive) into the recording."""
+    def flush_until(self, sample: int) -> None:
+        """Write the timeline up to `sample` (exclusive) to the file, header included."""
         n = (sample - self._flushed) * 2
-        if n > 0:
-            left = self._take(0, n)
-            right = self._take(1, n)
-            self._flushed = sample
-            self._wav.append(
-                audioop.add(
-                    audioop.tostereo(left, 2, 1, 0), audioop.tostereo(right, 2, 0, 1), 2
-                )
-            )
-        if force or self._wav._pending_bytes >= self._flush_bytes:
-            self._wav.flush()
+        if n <= 0:
+            return
+        left = self._take(0, n)
+        right = self._take(1, n)
+        self._flushed = sample
+        self._wav.append(
+            audioop.add(audioop.tostereo(left, 2, 1, 0), audioop.tostereo(right, 2, 0, 1), 2)
+        )
+        self._wav.flush()
 
     def _take(self, side: int, n: int) -> bytes:
         buf = self._bufs[side]
@@ -290,5 +294,5 @@ class StereoRecorder:
         """Flush up to `final_sample` (default: the end of what was put) and close."""
         if final_sample is None:
             final_sample = self._flushed + max(len(self._bufs[0]), len(self._bufs[1])) // 2
-        self.flush_until(final_sample, force=True)
+        self.flush_until(final_sample)
         self._wav.close()

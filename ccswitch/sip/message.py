@@ -68,6 +68,7 @@ def canonical_name(name: str) -> str:
 
 # one list item: runs of plain characters, quoted strings and <...>, which hide commas.
 # An unterminated quote or '<' runs to the end.  Possessive: linear on hostile input.
+_MAX_QUOTES = 512  # in a value parsed on every message: bounds the regex work
 _LIST_ITEM_RE = re.compile(r'(?:[^,"<]++|"(?:[^"\\]++|\\.)*+"?+|<[^>]*+>?+)++', re.DOTALL)
 
 
@@ -80,6 +81,14 @@ def split_commas(value: str) -> list[str]:
         # common case (e.g. "Via: a, b"): nothing can hide a comma
         return [p for p in (x.strip() for x in value.split(",")) if p]
     return [p for p in (x.strip() for x in _LIST_ITEM_RE.findall(value)) if p]
+
+
+def _first_item(value: str) -> str | None:
+    """split_commas(value)[0] without splitting the rest (a Via list may be long)."""
+    if value.count('"') > _MAX_QUOTES:
+        raise ParseError("too many quoted strings")
+    m = _LIST_ITEM_RE.match(value.lstrip(", \t"))  # skip empty items
+    return m.group(0).strip() if m is not None else None
 
 
 REASONS = {
@@ -98,7 +107,7 @@ REASONS = {
     603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
 }
 
-_CSEQ_RE = re.compile(r"\s*([0-9]+)\s+(\S+)\s*")
+_CSEQ_RE = re.compile(r"\s*+([0-9]++)\s++(\S++)\s*+")
 
 
 def _uint(s: str) -> int | None:
@@ -222,10 +231,10 @@ class Message:
         c = self._cache.get("via")
         if c is None:
             v = self.get("Via")
-            vals = split_commas(v) if v is not None else []
-            if not vals:
+            top = _first_item(v) if v is not None else None
+            if top is None:
                 raise ParseError("missing Via")
-            c = self._cache["via"] = Via.parse(vals[0])
+            c = self._cache["via"] = Via.parse(top)
         return c  # type: ignore[return-value]
 
     def _addr(self, name: str) -> NameAddr:

@@ -11,14 +11,17 @@ Responsibilities:
   the packet's source (symmetric response routing, what phones behind NAT need);
 - match requests and responses to transactions; absorb retransmissions;
 - retransmit over UDP (timers A, E, G and the 2xx retransmission of an INVITE
-  server) and time out (B, F, H, L) as RFC 3261/6026 say;
+  server) and time out (B, F, H, L) as RFC 3261/6026 say; give an INVITE up 64*T1
+  after its CANCEL if no final response came (RFC 3261 §9.1);
 - build the ACK for a non-2xx final response.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -224,9 +227,11 @@ class ClientTransaction(_Txn):
             else:
                 self._interval = min(self._interval * 2, L.t2) if self.state == "trying" else L.t2
             self._arm(name, now + self._interval)
-        elif name in ("B", "F"):
-            self._terminate()
+        elif name in ("B", "F", "cancel"):
+            # report the timeout before TransactionTerminated: a TU that forgets the
+            # transaction on Terminated must still learn that the request failed
             L._events.append(TransactionTimeout(self))
+            self._terminate()
         elif name in ("D", "K", "M"):
             self._terminate()
 
@@ -301,14 +306,14 @@ class ServerTransaction(_Txn):
             self._interval = min(self._interval * 2, L.t2)
             self._arm(name, now + self._interval)
         elif name == "H":
+            L._events.append(AckTimeout(self))  # before TransactionTerminated (see B/F)
             self._terminate()
-            L._events.append(AckTimeout(self))
         elif name == "L":
             # RFC 6026 timer L; if the 2xx was never ACKed the TU should end the dialog
             acked = self.ack_key is not None and self.ack_key not in L._acks
-            self._terminate()
             if not acked:
                 L._events.append(AckTimeout(self))
+            self._terminate()
         elif name in ("I", "J"):
             self._terminate()
 
@@ -342,16 +347,19 @@ class TransactionLayer:
         self._acks: dict[tuple[str, int], ServerTransaction] = {}
         self._heap: list[tuple[float, int, _Txn, str]] = []
         self._seq = itertools.count()
-        self._events: list[Event] = []
+        # a deque: next_event() drains from the left, and a list's pop(0) made a burst of
+        # n events cost O(n^2)
+        self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Peer]] = []
         self.stats = {"parse_errors": 0, "retransmissions_absorbed": 0, "stray_responses": 0}
 
     # ---- output
     def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        return self._events.popleft() if self._events else None
 
     def events(self) -> list[Event]:
-        ev, self._events = self._events, []
+        ev = list(self._events)
+        self._events.clear()
         return ev
 
     def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
@@ -386,7 +394,9 @@ class TransactionLayer:
 
     def _remove(self, txn: _Txn) -> None:
         if isinstance(txn, ClientTransaction):
-            self._client.pop(txn.key, None)
+            # only if it is still the one registered (the TU may have reused a branch)
+            if self._client.get(txn.key) is txn:
+                del self._client[txn.key]
         else:
             if self._server.get(txn.key) is txn:
                 del self._server[txn.key]
@@ -422,6 +432,9 @@ class TransactionLayer:
     def _reject(self, req: Request, reason: str, peer: Peer) -> None:
         if req.method == "ACK":
             return  # never answer an ACK
+        # stamp received/rport so that the 400 follows the normal response routing
+        # (to the source), not a sent-by that may be a private address behind NAT
+        self._try_stamp_via(req, peer)
         try:
             resp = make_response(req, 400, f"Bad Request ({reason})")
             self._add_server_header(resp)
@@ -443,8 +456,8 @@ class TransactionLayer:
             return peer
         if "rport" in via.params or self.force_rport:
             return peer
-        maddr = via.params.get("maddr")
-        host = via.params.get("received") or maddr or via.host
+        # §18.2.2 order: maddr, then received, then sent-by
+        host = via.params.get("maddr") or via.params.get("received") or via.host
         return Peer(peer.transport, host, via.port or 5060, peer.conn)
 
     def _stamp_via(self, req: Request, peer: Peer) -> None:
@@ -467,9 +480,18 @@ class TransactionLayer:
                     break
             req._cache.pop("vias", None)
 
+    def _try_stamp_via(self, req: Request, peer: Peer) -> None:
+        # an unparseable Via is left alone: _response_peer then falls back to the source
+        with contextlib.suppress(ParseError):
+            self._stamp_via(req, peer)
+
     def receive_request(self, req: Request, peer: Peer, now: float) -> None:
         if req.version.upper() != SIP_VERSION:
+            if req.method == "ACK":
+                return  # never answer an ACK, not even with a 505
+            self._try_stamp_via(req, peer)
             resp = make_response(req, 505)
+            self._add_server_header(resp)
             self._out.append((resp.to_bytes(), self._response_peer(req, peer)))
             return
         try:
@@ -479,12 +501,15 @@ class TransactionLayer:
             return
         key = self._server_key(req)
         txn = self._server.get(key)
-        if txn is not None:
+        if txn is not None and not (req.method == "ACK" and txn.state == "accepted"):
             self.stats["retransmissions_absorbed"] += req.method != "ACK"
             txn._on_request(req, now)
             return
         if req.method == "ACK":
-            # ACK to a 2xx: its own branch; stop our 2xx retransmissions and pass it up
+            # ACK to a 2xx: normally its own branch.  RFC 2543 peers (and some broken
+            # UAs) reuse the INVITE's, so it matched the transaction above while Accepted;
+            # RFC 6026 passes such an ACK to the TU too.  Either way: stop our 2xx
+            # retransmissions and pass it up.
             st = self._acks.pop((req.call_id, req.cseq[0]), None)
             if st is not None:
                 st._acked()
@@ -541,6 +566,14 @@ class TransactionLayer:
         txn = ClientTransaction(self, req, peer, key)
         self._client[key] = txn
         txn._start(now)
+        if req.method == "CANCEL":
+            # RFC 3261 §9.1: no final response 64*T1 after the CANCEL -> give the INVITE
+            # up.  Proceeding has no timer of its own, and the TU has no way to end a
+            # client transaction, so without this a vanished UAS leaks it forever.
+            inv = self._client.get(branch + "|INVITE")
+            # (its own timer: a 1xx arriving later cancels B, but must not cancel this)
+            if inv is not None and inv.state in ("calling", "proceeding"):
+                inv._arm("cancel", now + 64 * self.t1)
         return txn
 
     def respond(self, txn: ServerTransaction, resp: Response, now: float) -> None:

@@ -20,7 +20,7 @@ _USER_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]*$")
 _PASSWORD_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,%]*$")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # sent-protocol SP sent-by: name / version / transport LWS rest
-_VIA_RE = re.compile(r"([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+(\S.*)", re.DOTALL)
+_VIA_RE = re.compile(r"([^\s/]++)\s*+/\s*+([^\s/]++)\s*+/\s*+([^\s/;]++)\s++(\S.*+)", re.DOTALL)
 
 
 def is_token(s: str) -> bool:
@@ -30,22 +30,30 @@ def is_token(s: str) -> bool:
 # a quoted-string (RFC 3261 §25.1) with quoted-pairs; group 1 is the closing quote, if any.
 # Possessive quantifiers: linear time on hostile input.
 _QUOTED = r'"(?:[^"\\]++|\\.)*+(")?+'
-_QUOTED_OR_SEMI_RE = re.compile(_QUOTED + "|;", re.DOTALL)
+# one parameter: plain characters and whole quoted strings (which may hide ';')
+_PARAM_ITEM_RE = re.compile(r'(?:[^;"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
 _MAX_PARAMS = 256  # bounds per-message work on hostile input; real headers carry < 20
+_MAX_QUOTES = 512  # likewise for '"' in one value (each costs a regex loop step)
 
 
 def _split_quoted(s: str) -> list[str]:
     """s.split(";"), except inside quoted strings (only used when s contains '"')."""
+    if s.count('"') > _MAX_QUOTES:
+        raise ParseError("too many quoted strings")
     out: list[str] = []
-    start = 0
-    for m in _QUOTED_OR_SEMI_RE.finditer(s):
-        if m.group(0) == ";":
-            out.append(s[start : m.start()])
-            start = m.end()
-        elif m.group(1) is None:
+    pos = 0
+    n = len(s)
+    while True:
+        m = _PARAM_ITEM_RE.match(s, pos)  # *+ always matches, possibly empty
+        end = m.end() if m is not None else pos
+        out.append(s[pos:end])
+        if end == n:
+            return out
+        if s[end] != ";":  # a '"' that never closes
             raise ParseError("unterminated quoted string in parameters")
-    out.append(s[start:])
-    return out
+        if len(out) > _MAX_PARAMS:
+            raise ParseError("too many parameters")
+        pos = end + 1
 
 
 def _split_params(s: str) -> dict[str, str | None]:

@@ -155,7 +155,7 @@ class Net:
             if not self.in_flight:
                 return
             self.deliver_all(drop)
-        raise AssertionError("messages still bouncing after %d rounds" % limit)
+        raise AssertionError(f"messages still bouncing after {limit} rounds")
 
     # ---- the clock
     def next_timer(self) -> float | None:
@@ -180,6 +180,7 @@ class Net:
     def advance(self, dt: float) -> None:
         """Move the clock by `dt`, firing (and exchanging around) every timer on the way."""
         end = self.now + dt
+        self.exchange()
         while self.fire_timers(until=end):
             self.exchange()
         self.now = end
