@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -195,7 +196,14 @@ class Server:
         await self.cdr.close()
 
     async def run(self) -> None:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # a failed start (port in use...) must release what start() opened: the
+            # database's worker thread alone keeps the process from ever exiting
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)

@@ -83,7 +83,10 @@ class SipUA:
         self.on_inbound_call = on_inbound_call
         self.external_address = external_address
         self.rtp_external_address = rtp_external_address
-        self.layer = TransactionLayer(server_header=server_name)
+        # 100 Trying is sent by _on_invite once the INVITE is authenticated: a challenge
+        # goes out at once anyway, and some UAs (pyVoIP) take a 100 before the 401 as
+        # "call proceeding" and never answer the challenge
+        self.layer = TransactionLayer(server_header=server_name, auto_trying=False)
         self.auth = DigestServer(realm, secrets.token_bytes(32), nonce_ttl, auth_algorithms)
         self.registrar = Registrar()
         self.dialogs: dict[tuple[str, str, str], SipChannel] = {}
@@ -349,6 +352,7 @@ class SipUA:
         ext = self.authenticate(req, txn)
         if ext is None:
             return
+        self.respond(txn, make_response(req, 100))
         if req.body and req.content_type not in ("application/sdp", ""):
             self.reply(txn, 415, headers=[("Accept", "application/sdp")])
             return
@@ -391,7 +395,7 @@ class SipUA:
         """Call a registered contact; returns the outbound channel (ringing or failed)."""
         ext = self.extensions.get(binding.aor)
         ch = SipChannel(
-            self, txn=None, peer=binding.peer, ext=ext, dest=dest, offer=None,
+            self, txn=None, peer=binding.target(), ext=ext, dest=dest, offer=None,
             caller=caller, caller_name=caller_name, linkedid=linkedid,
             endpoint_name=endpoint_name or binding.aor,
         )

@@ -51,8 +51,9 @@ class FramePlayer:
 
     Frames run across clip boundaries without gaps; only the very last frame is padded
     with silence. With ``loop=True`` playback wraps to the first clip seamlessly and never
-    ends (empty content excepted). Clips are not copied: frames are sliced out of them
-    (a frame that spans two clips is joined).
+    ends (empty content excepted). Clips are never copied (a PromptCache entry is shared
+    by every call playing it); each frame is a 320-byte bytes slice, which CPython makes
+    faster than a memoryview slice (~0.15 vs ~0.25 us) and which is a real `bytes`.
     """
 
     __slots__ = (

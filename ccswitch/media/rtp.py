@@ -91,28 +91,33 @@ class OutStream:
     * `forward` maps the incoming timestamp through an offset. The offset is re-anchored
       when the incoming SSRC changes, when the incoming timestamp jumps by more than
       ``max_jump`` seconds, and after locally generated packets, so that the outgoing
-      timestamp continues from the last one plus the elapsed wall time.
+      timestamp continues from the last one plus the elapsed wall time (or right after
+      the last packet, if that is later).
     * `make` advances the timestamp by the samples of each packet; after a pause longer
       than ``gap_tolerance`` seconds (nothing sent) it jumps by the wall time instead.
 
     The first packet after a re-anchor carries the marker bit (a new talkspurt), which
-    tells the far jitter buffer to resynchronise. ``rate`` is the RTP clock rate.
+    tells the far jitter buffer to resynchronise. ``rate`` is the RTP clock rate; a
+    forwarded packet is assumed to last 20 ms when the timeline switches right after it.
     """
 
     __slots__ = (
+        "_event_now",
+        "_event_ts",
         "_frame",
+        "_fwd",
         "_gap",
         "_in_ssrc",
         "_in_ts",
         "_jump",
         "_last_now",
         "_last_ts",
-        "_made",
         "_mark",
         "_next_ts",
         "_offset",
         "_rate",
         "_seq",
+        "_span",
         "octets",
         "packets",
         "ssrc",
@@ -133,18 +138,23 @@ class OutStream:
         start_ts = random.getrandbits(32) if ts is None else ts & _MASK32
         self._rate = rate
         self._jump = int(max_jump * rate)
+        self._span = 2 * self._jump
         self._gap = int(gap_tolerance * rate)
-        # Timeline: _last_ts was sent at wall time _last_now; _next_ts is where the
-        # following packet starts if there is no pause. _last_now < 0: nothing sent yet.
+        self._frame = rate // 50
+        # While forwarding (_fwd), the timeline is implicit: the last packet's timestamp is
+        # _in_ts + _offset, which spares the per-packet bookkeeping. Otherwise _last_ts was
+        # sent at wall time _last_now and _next_ts is where the next packet starts.
+        # _last_now < 0: nothing sent yet.
+        self._fwd = False
         self._last_ts = start_ts
         self._next_ts = start_ts
         self._last_now = -1.0
-        self._in_ssrc = -1  # never equal to a real SSRC: forces an anchor
+        self._in_ssrc = -1  # never equal to a real SSRC
         self._in_ts = 0
         self._offset = 0
-        self._frame = 160  # samples per forwarded packet, learnt from the incoming ts steps
-        self._made = False
         self._mark = False
+        self._event_ts = -1  # timestamp of the telephone-event being sent
+        self._event_now = 0.0  # and when it began
         self.packets = 0  # for RTCP SR
         self.octets = 0  # payload octets (approximated as len - 12 for forwarded packets)
 
@@ -156,17 +166,9 @@ class OutStream:
     @property
     def last_ts(self) -> int:
         """RTP timestamp of the most recent packet (the base timestamp before any)."""
+        if self._fwd:
+            return (self._in_ts + self._offset) & _MASK32
         return self._last_ts
-
-    def _resume_ts(self, now: float) -> int:
-        """Where the timeline continues after a source change: the later of 'right after
-        the last packet' and 'last packet plus elapsed wall time'."""
-        if self._last_now < 0.0:
-            return self._next_ts
-        wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
-        if ((wall - self._next_ts) & _MASK32) < _HALF32:
-            return wall
-        return self._next_ts
 
     def forward(self, data: bytes, now: float, pt: int | None = None) -> bytearray:
         """Rewrite a received RTP packet for this stream (SSRC, seq, ts; PT if given).
@@ -175,38 +177,61 @@ class OutStream:
         bit is kept. Returns a new buffer; `data` is not modified.
         """
         ts, ssrc = _TS_SSRC.unpack_from(data, 4)
-        if ssrc != self._in_ssrc or self._made:
+        d = (ts - self._in_ts) & _MASK32
+        if ssrc != self._in_ssrc or not self._fwd or ((d + self._jump) & _MASK32) > self._span:
             self._anchor(ts, ssrc, now)
-        else:
-            delta = (ts - self._in_ts) & _MASK32
-            if self._jump < delta < (1 << 32) - self._jump:
-                self._anchor(ts, ssrc, now)
-        self._in_ts = ts
-        out_ts = (ts + self._offset) & _MASK32
+            self._in_ts = ts
+            self._last_now = now
+        elif d < _HALF32:  # later than the latest: not reordered, not a telephone-event update
+            self._in_ts = ts
+            self._last_now = now
         buf = bytearray(data)
-        b1 = buf[1] if pt is None else (buf[1] & 0x80) | pt
+        b1 = data[1] if pt is None else (data[1] & 0x80) | pt
         if self._mark:
             b1 |= 0x80
             self._mark = False
         seq = self._seq
-        _REWRITE.pack_into(buf, 1, b1, seq, out_ts, self.ssrc)
+        _REWRITE.pack_into(buf, 1, b1, seq, (ts + self._offset) & _MASK32, self.ssrc)
         self._seq = (seq + 1) & 0xFFFF
-        adv = (out_ts - self._last_ts) & _MASK32
-        if adv < _HALF32:  # forward in time: not reordered, not a telephone-event update
-            if 0 < adv <= 1600:  # learn the packet duration (up to 200 ms)
-                self._frame = adv
-            self._last_ts = out_ts
-            self._last_now = now
-            self._next_ts = (out_ts + self._frame) & _MASK32
         self.packets += 1
         self.octets += len(data) - 12
         return buf
 
+    def _settle(self) -> None:
+        """Leave forwarding mode: make the implicit timeline explicit."""
+        if self._fwd:
+            self._fwd = False
+            self._last_ts = (self._in_ts + self._offset) & _MASK32
+            self._next_ts = (self._last_ts + self._frame) & _MASK32
+
+    def _resume_ts(self, now: float) -> int:
+        """Where the timeline continues after a switch of source: the later of 'right
+        after the last packet' and 'last packet plus elapsed wall time'."""
+        if self._last_now < 0.0:
+            return self._next_ts
+        wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
+        if ((wall - self._next_ts) & _MASK32) < _HALF32:
+            return wall
+        return self._next_ts
+
     def _anchor(self, ts: int, ssrc: int, now: float) -> None:
+        self._settle()
         self._offset = (self._resume_ts(now) - ts) & _MASK32
         self._in_ssrc = ssrc
-        self._made = False
+        self._fwd = True
         self._mark = True
+
+    def _continue_ts(self, now: float) -> tuple[int, bool]:
+        """Timestamp for a locally generated packet, and whether it starts a talkspurt."""
+        if self._fwd or self._last_now < 0.0:  # first packet, or after forwarding
+            self._settle()
+            return self._resume_ts(now), True
+        ts = self._next_ts
+        wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
+        late = (wall - ts) & _MASK32
+        if self._gap < late < _HALF32:  # we stopped sending for a while
+            return wall, True
+        return ts, False
 
     def make(
         self, pt: int, payload: bytes, now: float, marker: bool = False, samples: int = 160
@@ -216,55 +241,9 @@ class OutStream:
         The packet's timestamp is the current position of the timeline, which then
         advances by `samples`.
         """
-        if self._made and self._last_now >= 0.0:
-            ts = self._next_ts
-            wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
-            late = (wall - ts) & _MASK32
-            if self._gap < late < _HALF32:  # we stopped sending for a while
-                ts = wall
-                marker = True
-        else:
-            ts = self._resume_ts(now)
-            marker = True
-            self._made = True
-        return self._emit(pt, payload, now, marker, ts, samples)
-
-    def make_event(
-        self, pt: int, payload: bytes, now: float, marker: bool = False, is_end: bool = False
-    ) -> bytes:
-        """Build an RFC 4733 telephone-event packet.
-
-        All packets of one event carry the event's start timestamp: pass ``marker=True``
-        on the first (it fixes that timestamp), then the updates and the end packets.
-        After an end packet the timeline resumes at start + the event duration.
-        """
-        if marker or not self._made:
-            if self._made and self._last_now >= 0.0:
-                ts = self._next_ts
-                wall = (self._last_ts + round((now - self._last_now) * self._rate)) & _MASK32
-                if self._gap < ((wall - ts) & _MASK32) < _HALF32:
-                    ts = wall
-            else:
-                ts = self._resume_ts(now)
-                self._made = True
-            marker = True
-            self._last_ts = ts
-            self._last_now = now
-            self._next_ts = ts
-        ts = self._last_ts
-        if is_end and len(payload) >= 4:
-            self._next_ts = (ts + ((payload[2] << 8) | payload[3])) & _MASK32
-        pkt = _HDR.pack(0x80, (0x80 if marker else 0) | pt, self._seq, ts, self.ssrc) + payload
-        self._seq = (self._seq + 1) & 0xFFFF
-        self.packets += 1
-        self.octets += len(payload)
-        return pkt
-
-    def _emit(
-        self, pt: int, payload: bytes, now: float, marker: bool, ts: int, samples: int
-    ) -> bytes:
+        ts, start = self._continue_ts(now)
         seq = self._seq
-        pkt = _HDR.pack(0x80, (0x80 if marker else 0) | pt, seq, ts, self.ssrc) + payload
+        pkt = _HDR.pack(0x80, (0x80 if marker or start else 0) | pt, seq, ts, self.ssrc) + payload
         self._seq = (seq + 1) & 0xFFFF
         self._last_ts = ts
         self._last_now = now
@@ -272,6 +251,49 @@ class OutStream:
         self.packets += 1
         self.octets += len(payload)
         return pkt
+
+    def make_event(
+        self, pt: int, payload: bytes, now: float, marker: bool = False, is_end: bool = False
+    ) -> bytes:
+        """Build an RFC 4733 telephone-event packet.
+
+        All packets of one event carry the event's start timestamp: pass ``marker=True``
+        on the first (it takes the current position of the timeline), then the updates
+        and the end packets. Event packets may be interleaved with `make` or `forward`
+        audio, which they leave alone; when no audio is made during the event, the
+        timeline resumes after it at start + the event's duration.
+        """
+        if marker or self._event_ts < 0:
+            self._event_ts = self._position(now)
+            self._event_now = now
+            marker = True
+        ts = self._event_ts
+        # No audio since the event began: the audio resumes after the event.
+        if is_end and not self._fwd and self._last_now < self._event_now and len(payload) >= 4:
+            end = (ts + ((payload[2] << 8) | payload[3])) & _MASK32
+            if ((end - self._next_ts) & _MASK32) < _HALF32:
+                self._next_ts = end
+        seq = self._seq
+        pkt = _HDR.pack(0x80, (0x80 if marker else 0) | pt, seq, ts, self.ssrc) + payload
+        self._seq = (seq + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        return pkt
+
+    def _position(self, now: float) -> int:
+        """The timeline's current position, without switching modes."""
+        if self._fwd:
+            last = (self._in_ts + self._offset) & _MASK32
+            nxt = (last + self._frame) & _MASK32
+        else:
+            last, nxt = self._last_ts, self._next_ts
+        if self._last_now < 0.0:
+            return nxt
+        wall = (last + round((now - self._last_now) * self._rate)) & _MASK32
+        late = (wall - nxt) & _MASK32
+        if late < _HALF32 and (self._fwd or late > self._gap):
+            return wall
+        return nxt
 
 
 class InStats:

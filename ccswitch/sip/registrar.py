@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ccswitch.sip.dialog import uri_peer
 from ccswitch.sip.errors import ParseError
 from ccswitch.sip.message import Request, Response, make_response
 from ccswitch.sip.transaction import Peer
@@ -27,6 +28,14 @@ class Binding:
     registered_at: float
     user_agent: str = ""
     q: float = 1.0
+    nat: bool = True  # the REGISTER came from another address than its Via said
+
+    def target(self) -> Peer:
+        """Where requests to this contact go: back through the registering flow when the
+        phone is behind NAT (or on a stream), to the Contact address otherwise."""
+        if self.nat or self.peer.reliable:
+            return self.peer
+        return uri_peer(self.uri, self.peer.transport)
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -109,6 +118,9 @@ class Registrar:
                 return resp
             updates.append((na, min(expires, self.max_expires)))
         ua = req.get("User-Agent", "") or ""
+        via = req.via
+        # NAT: the phone's own idea of its address (Via sent-by) is not where it sent from
+        nat = via.host != peer.host or (via.port or 5060) != peer.port
         for na, expires in updates:
             uri = na.sip_uri
             existing = next((b for b in current if _same_uri(b.uri, uri)), None)
@@ -126,7 +138,7 @@ class Registrar:
             contact = na.copy()
             contact.params.pop("expires", None)
             current.append(Binding(aor, str(contact), uri, now + expires, call_id, cseq, peer,
-                                   now, ua, q))
+                                   now, ua, q, nat))
         # a phone that rebooted registers a new Contact: make room by dropping the oldest
         current = [b for b in current if b.expires_at > now]
         while len(current) > max_contacts:

@@ -307,8 +307,12 @@ class Via:
         if not is_token(transport):
             raise ParseError("bad Via transport")
         sent_by, _, params_s = rest.partition(";")
-        # whitespace is allowed around ':' in sent-by
-        host, port = split_hostport(sent_by.replace(" ", "").replace("\t", ""))
+        sent_by = sent_by.strip()
+        if " " in sent_by or "\t" in sent_by:
+            # whitespace is allowed around ':' only (COLON = SWS ":" SWS); "192.0.2.1 5060"
+            # must not become host "192.0.2.15060"
+            sent_by = ":".join(p.strip(" \t") for p in sent_by.split(":"))
+        host, port = split_hostport(sent_by)
         params = _split_params(params_s) if params_s else {}
         return cls(transport, host, port, params)
 

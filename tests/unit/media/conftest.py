@@ -1,11 +1,7 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-DATA = Path(__file__).resolve().parents[2] / "data" / "media"
 
 
 @pytest.fixture

@@ -211,6 +211,38 @@ def test_make_event_uses_one_timestamp_per_event() -> None:
     assert hdr(out.make(0, PAY, t + 0.1))[3] == 800 + 800
 
 
+def test_make_event_interleaved_with_audio() -> None:
+    """A prompt keeps playing while we send a digit: both timelines stay intact."""
+    out = OutStream(ssrc=1, seq=0, ts=0)
+    events = dtmf.encode_event_packets("#", 100)
+    audio_ts, event_ts = [], []
+    t = 0.0
+    for i in range(12):
+        audio_ts.append(hdr(out.make(0, PAY, t))[3])
+        if 2 <= i < 2 + len(events):
+            pl, marker, is_end = events[i - 2]
+            event_ts.append(hdr(out.make_event(101, pl, t, marker, is_end))[3])
+        t += 0.02
+    assert audio_ts == [160 * i for i in range(12)]
+    assert event_ts == [480] * len(events)  # where the audio sent at that tick ends
+
+
+def test_make_event_while_forwarding() -> None:
+    out = OutStream(ssrc=1, seq=0, ts=0)
+    events = dtmf.encode_event_packets("1", 60)
+    fwd_ts, fwd_marks, event_ts = [], [], []
+    for i, p in enumerate(incoming(10)):
+        h = hdr(bytes(out.forward(p, 0.02 * i)))
+        fwd_ts.append(h[3])
+        fwd_marks.append(h[1])
+        if 3 <= i < 3 + len(events):
+            pl, marker, is_end = events[i - 3]
+            event_ts.append(hdr(out.make_event(101, pl, 0.02 * i + 0.001, marker, is_end))[3])
+    assert fwd_ts == [160 * i for i in range(10)]
+    assert fwd_marks == [1] + [0] * 9  # no re-anchoring because of the events
+    assert event_ts == [640] * len(events)  # right after the packet forwarded at i=3
+
+
 def test_out_stream_counters() -> None:
     out = OutStream(ssrc=1, seq=0, ts=0)
     out.make(0, PAY, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -283,3 +284,15 @@ def test_far_future_positions_are_dropped_not_allocated(tmp_path: Path) -> None:
     assert rec.dropped_samples == 160
     rec.close()
     assert lr(tmp_path / "r.wav")[0].size == 0
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_reads_espeak_ng_stdout(tmp_path: Path) -> None:
+    """espeak-ng --stdout writes 0x7FFFF000 as the data length (it cannot seek back)."""
+    raw = subprocess.run(
+        ["espeak-ng", "--stdout", "one two three"], capture_output=True, check=True
+    ).stdout
+    assert struct.unpack_from("<I", raw, 40)[0] > len(raw)  # the fake length
+    rate, channels, pcm = read_wav(write(tmp_path, raw))
+    assert (rate, channels) == (22050, 1)
+    assert len(pcm) == len(raw) - 44 and len(pcm) > 22050  # over half a second of speech

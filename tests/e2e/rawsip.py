@@ -1,0 +1,209 @@
+"""A hand-made SIP client for e2e tests: raw requests over UDP or TCP, IPv4 or IPv6.
+
+Used where a real phone cannot go (malformed input, IPv6, exact header checks).
+It parses responses with its own few lines of code, not with ccswitch's parser,
+so the tests do not check the product with itself (digest responses are computed
+with ccswitch.sip.auth.build_authorization, which has its own unit tests against
+RFC vectors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    raw: bytes = b""
+
+    def get(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+def parse_response(data: bytes) -> RawResponse | None:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    first = lines[0].split(" ", 2)
+    if len(first) < 2 or first[0] != "SIP/2.0" or not first[1].isdigit():
+        return None
+    headers = []
+    for ln in lines[1:]:
+        k, sep, v = ln.partition(":")
+        if sep:
+            headers.append((k.strip(), v.strip()))
+    return RawResponse(int(first[1]), first[2] if len(first) > 2 else "", headers, body, data)
+
+
+def fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class RawSip:
+    """One socket to the server.  ``async with RawSip(host, port) as s``."""
+
+    def __init__(self, host: str, port: int, transport: str = "udp") -> None:
+        self.host = host
+        self.port = port
+        self.transport = transport
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(fam, kind)
+        self.sock.bind((host, 0))
+        if transport == "tcp":
+            self.sock.settimeout(5)
+            self.sock.connect((host, port))
+        self.sock.setblocking(False)
+        self.local_port = int(self.sock.getsockname()[1])
+        self._buf = b""
+        self.user = "1001"
+
+    async def __aenter__(self) -> RawSip:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # ---- building
+    @property
+    def local(self) -> str:
+        return f"{fmt_host(self.host)}:{self.local_port}"
+
+    @property
+    def remote(self) -> str:
+        return f"{fmt_host(self.host)}:{self.port}"
+
+    def request(self, method: str, ruri: str | None = None, *, user: str | None = None,
+                to_user: str | None = None, call_id: str | None = None, cseq: int = 1,
+                branch: str | None = None, via_params: str = ";rport",
+                extra: list[str] | None = None, body: bytes = b"",
+                content_length: int | None = None, omit: tuple[str, ...] = (),
+                contact: str | None = None) -> bytes:
+        user = user or self.user
+        to_user = to_user or user
+        ruri = ruri or f"sip:{self.remote}"
+        tp = self.transport.upper()
+        hs = [
+            f"Via: SIP/2.0/{tp} {self.local};branch={branch or 'z9hG4bK' + secrets.token_hex(8)}"
+            f"{via_params}",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{self.remote}>;tag={secrets.token_hex(4)}",
+            f"To: <sip:{to_user}@{self.remote}>",
+            f"Call-ID: {call_id or secrets.token_hex(10)}@test",
+            f"CSeq: {cseq} {method}",
+            f"Contact: {contact or f'<sip:{user}@{self.local};transport={self.transport}>'}",
+            "User-Agent: ccswitch-e2e-raw",
+            *(extra or []),
+            f"Content-Length: {len(body) if content_length is None else content_length}",
+        ]
+        hs = [h for h in hs if h.split(":", 1)[0] not in omit]
+        return (f"{method} {ruri} SIP/2.0\r\n" + "\r\n".join(hs) + "\r\n\r\n").encode() + body
+
+    # ---- I/O
+    async def send(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        if self.transport == "udp":
+            await loop.sock_sendto(self.sock, data, (self.host, self.port))
+        else:
+            await loop.sock_sendall(self.sock, data)
+
+    async def _recv_one(self, deadline: float) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        if self.transport == "udp":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 65535), left)
+            except TimeoutError:
+                return None
+            return bytes(data)
+        while True:
+            # frame by Content-Length
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head = self._buf[:end].decode("utf-8", "replace")
+                n = 0
+                for ln in head.split("\r\n")[1:]:
+                    k, _, v = ln.partition(":")
+                    if k.strip().lower() in ("content-length", "l"):
+                        n = int(v.strip() or 0)
+                if len(self._buf) >= end + 4 + n:
+                    msg, self._buf = self._buf[: end + 4 + n], self._buf[end + 4 + n:]
+                    return msg
+            elif self._buf.startswith(b"\r\n"):
+                self._buf = self._buf.lstrip(b"\r\n")
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 65535), left)
+            except TimeoutError:
+                return None
+            if not chunk:
+                return None
+            self._buf += chunk
+
+    async def recv(self, timeout: float = 3.0, skip_provisional: bool = True
+                   ) -> RawResponse | None:
+        """The next response (skipping 1xx unless asked), or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await self._recv_one(deadline)
+            if data is None:
+                return None
+            r = parse_response(data)
+            if r is None:
+                continue  # a request from the server (e.g. OPTIONS keep-alive): ignore
+            if skip_provisional and r.status < 200:
+                continue
+            return r
+
+    async def transact(self, data: bytes, timeout: float = 3.0) -> RawResponse | None:
+        await self.send(data)
+        return await self.recv(timeout)
+
+    async def register(self, user: str, password: str, *, expires: int = 60,
+                       to_user: str | None = None, via_params: str = ";rport",
+                       contact: str | None = None
+                       ) -> tuple[RawResponse | None, RawResponse | None]:
+        """REGISTER -> 401 -> REGISTER with digest. Returns (challenge, final).
+
+        ``contact`` (a full Contact value) registers another UA, e.g. a SIPp UAS."""
+        from ccswitch.sip.auth import build_authorization
+
+        call_id = secrets.token_hex(10)
+        ruri = f"sip:{self.remote}"
+        first = await self.transact(self.request(
+            "REGISTER", ruri, user=user, to_user=to_user, call_id=call_id, cseq=1,
+            via_params=via_params, contact=contact, extra=[f"Expires: {expires}"]))
+        if first is None or first.status != 401:
+            return first, None
+        chal = first.get("WWW-Authenticate")
+        assert chal is not None
+        auth = build_authorization(chal, "REGISTER", ruri, user, password)
+        final = await self.transact(self.request(
+            "REGISTER", ruri, user=user, to_user=to_user, call_id=call_id, cseq=2,
+            via_params=via_params, contact=contact,
+            extra=[f"Expires: {expires}", f"Authorization: {auth}"]))
+        return first, final
+
+    async def options(self, timeout: float = 3.0) -> RawResponse | None:
+        return await self.transact(self.request("OPTIONS"), timeout)
