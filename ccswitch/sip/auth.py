@@ -330,6 +330,7 @@ class DigestServer:
         method: str,
         now: float,
         lookup: Callable[[str], str | None],
+        legacy: Callable[[str], bool] | None = None,
     ) -> AuthResult:
         """Check one Authorization / Proxy-Authorization value for a request ``method``.
 
@@ -363,7 +364,7 @@ class DigestServer:
             if len(nc_text) != 8 or not all(c in "0123456789abcdefABCDEF" for c in nc_text):
                 return AuthResult("malformed", username, "bad nc")
             nc_value = int(nc_text, 16)
-        elif self.qop:
+        elif self.qop and not (legacy is not None and legacy(username)):
             # We asked for qop; answering without it would give up replay protection.
             return AuthResult("malformed", username, "qop missing")
         if p["realm"] != self.realm:
@@ -390,7 +391,8 @@ class DigestServer:
 
         if now - issued > self.nonce_ttl or issued - now > _FUTURE_SKEW:
             return AuthResult("stale", username, "nonce expired")
-        if qop is not None:
+        if qop is not None or self.qop:
+            # a legacy (RFC 2069) answer counts as nc 0: the nonce is then good once
             return self._check_replay(nonce, issued, nc_value, now, username)
         return AuthResult("ok", username, "ok")
 

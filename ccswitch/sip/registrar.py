@@ -92,7 +92,7 @@ class Registrar:
         call_id = req.call_id
         cseq = req.cseq[0]
         exp_hdr = req.get("Expires")
-        default = int(exp_hdr) if exp_hdr is not None and exp_hdr.isdigit() else None
+        default = _expires(exp_hdr)
         raw = req.get_all("Contact")
         current = list(self.bindings.get(aor, []))
         if "*" in raw:
@@ -105,9 +105,9 @@ class Registrar:
             na = NameAddr.parse(value)
             if not isinstance(na.uri, SipURI):
                 return make_response(req, 400, "Bad Request (Contact is not a SIP URI)")
-            e = na.params.get("expires")
-            if e is not None and e.isdigit():
-                expires = int(e)
+            e = _expires(na.params.get("expires"))
+            if e is not None:
+                expires = e
             elif default is not None:
                 expires = default
             else:
@@ -152,6 +152,13 @@ class Registrar:
         for b in self.lookup(aor, now):
             resp.headers.append(("Contact", f"{b.contact};expires={b.expires_in(now)}"))
         return resp
+
+
+def _expires(v: str | None) -> int | None:
+    """An Expires value: ASCII digits only, huge values capped (no int() on 5,000 digits)."""
+    if v is None or not v.isascii() or not v.isdigit():
+        return None
+    return int(v) if len(v) <= 9 else 999_999_999
 
 
 def _same_uri(a: SipURI, b: SipURI) -> bool:
