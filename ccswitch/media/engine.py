@@ -23,6 +23,7 @@ from pathlib import Path
 from ccswitch.media import g711
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
 from ccswitch.media.player import FramePlayer
+from ccswitch.media import rtp
 from ccswitch.media.rtp import InStats, OutStream
 from ccswitch.media.wav import StereoRecorder
 
@@ -219,10 +220,12 @@ class Endpoint(asyncio.DatagramProtocol):
                 out_pt = None
             pkt: bytes | bytearray = self.out.forward(data, now, out_pt)
         else:
-            # different codecs on the two legs: transcode G.711 u-law <-> A-law
+            # different codecs on the two legs: transcode G.711 u-law <-> A-law; the new
+            # packet has a plain 12-byte header (no CSRC, extension or padding left)
             payload = _payload(data)
+            hdr = bytes((0x80, data[1])) + data[2:12]
             pkt = self.out.forward(
-                data[:12] + g711.transcode(payload, in_pt, self.codec_pt), now, self.codec_pt
+                hdr + g711.transcode(payload, in_pt, self.codec_pt), now, self.codec_pt
             )
         self.transport.sendto(pkt, remote)
         self.tx_packets += 1
@@ -300,14 +303,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
 
 def _payload(data: bytes) -> bytes:
-    cc = data[0] & 0x0F
-    off = 12 + 4 * cc
-    if data[0] & 0x10 and len(data) >= off + 4:
-        off += 4 + 4 * ((data[off + 2] << 8) | data[off + 3])
-    end = len(data)
-    if data[0] & 0x20 and end > off:
-        end -= data[-1]
-    return data[off:end]
+    return rtp.payload(data) or b""
 
 
 class _Sink(asyncio.DatagramProtocol):
@@ -340,6 +336,7 @@ class MediaEngine:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._t0 = 0.0
         self._tick_n = 0
+        self.tick_count = 0  # ticks run so far (shared sources advance once per tick)
         self._last_flush = 0.0
         self.now: Callable[[], float] = lambda: 0.0
         self.endpoints = 0
@@ -421,6 +418,7 @@ class MediaEngine:
         self._tick_handle = self._loop.call_at(self._t0 + self._tick_n * FRAME, self._tick)
 
     def _tick(self) -> None:
+        self.tick_count += 1
         now = self.now()
         due = self._t0 + self._tick_n * FRAME
         lag = now - due
