@@ -20,10 +20,9 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from ccswitch.media import g711
+from ccswitch.media import g711, rtp
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
 from ccswitch.media.player import FramePlayer
-from ccswitch.media import rtp
 from ccswitch.media.rtp import InStats, OutStream
 from ccswitch.media.wav import StereoRecorder
 
