@@ -22,6 +22,7 @@ from ccswitch.call.events import EventBus
 from ccswitch.call.sipua import Extension, SipChannel, SipUA
 from ccswitch.config import Config, ConfigError, ConfigIssue, load_config
 from ccswitch.media.engine import MediaEngine
+from ccswitch.media.moh import MusicOnHold
 from ccswitch.media.player import PromptCache
 from ccswitch.storage.cdr import CdrStore
 from ccswitch.transport import Transports
@@ -54,6 +55,9 @@ class Server:
         )
         self.transports = Transports(self.ua.on_data)
         self.prompt_cache = PromptCache()
+        self.moh = MusicOnHold(Path(cfg.prompts.directory) / "moh", self.engine,
+                               self.prompt_cache)
+        self.manager.moh = self.moh
         self.tts: Any = None
         self.recognizers: dict[str, Any] = {}
         self.executor: Any = None
@@ -159,6 +163,7 @@ class Server:
         if fixed:
             log.warning("closed %d call record(s) left open by a crash as INTERRUPTED", fixed)
         self.engine.start()
+        self.moh.load()
         self.ua.attach(self.transports.send)
         for lst in cfg.server.listen:
             try:
@@ -301,7 +306,7 @@ class Server:
 def _extensions(cfg: Config) -> dict[str, Extension]:
     return {
         e.number: Extension(e.number, e.password, e.name or "", e.rtp_symmetric, e.max_contacts,
-                            list(e.codecs))
+                            list(e.codecs), e.legacy_digest)
         for e in cfg.extensions
     }
 

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 from ccswitch.call import events as ev
 from ccswitch.call.events import EventBus
 from ccswitch.media import engine as media
+from ccswitch.media.moh import MohListener
 
 if TYPE_CHECKING:
     from ccswitch.media.engine import Endpoint, MediaEngine
+    from ccswitch.media.moh import MusicOnHold
 
 
 class ChannelState(StrEnum):
@@ -324,7 +326,11 @@ class ChannelGone(Exception):
 
 
 class Bridge:
-    """Two channels whose media are relayed to each other."""
+    """Two channels whose media are relayed to each other.
+
+    When one party puts the call on hold (re-INVITE sendonly/inactive), the other
+    hears music on hold until it is resumed.
+    """
 
     def __init__(self, manager: ChannelManager, a: Channel, b: Channel) -> None:
         self.id = uuid.uuid4().hex
@@ -335,8 +341,13 @@ class Bridge:
             if ch.bridge is not None:
                 ch.bridge.destroy()
             ch.bridge = self
+            ch.listeners.append(self._on_channel)
         if a.media is not None and b.media is not None:
             media.connect(a.media, b.media)
+            for ch in (a, b):
+                # whatever an application was playing stops: the parties hear each other
+                if ch.media is not None and ch.media.source is not None:
+                    ch.media.set_source(None)
         manager.bus.publish(
             ev.CHANNEL_BRIDGE, bridge=self.id, channel=a.id, name=a.name, linkedid=a.linkedid,
             other=b.id, other_name=b.name,
@@ -348,13 +359,29 @@ class Bridge:
                 return c
         return None
 
+    def _on_channel(self, ch: Channel, what: str, data: Any) -> None:
+        if what not in ("hold", "unhold"):
+            return
+        other = self.other(ch)
+        if other is None or other.media is None:
+            return
+        moh = self.manager.moh
+        if what == "hold" and moh is not None:
+            other.media.set_source(moh.get(other.vars.get("moh_class")).listener())
+        elif what == "unhold" and other.media.source is not None:
+            other.media.set_source(None)
+
     def destroy(self) -> None:
         a, b = self.channels
         if a.media is not None:
             media.disconnect(a.media)
         for ch in (a, b):
+            if self._on_channel in ch.listeners:
+                ch.listeners.remove(self._on_channel)
             if ch.bridge is self:
                 ch.bridge = None
+                if ch.media is not None and isinstance(ch.media.source, MohListener):
+                    ch.media.set_source(None)
         self.manager.bus.publish(ev.CHANNEL_UNBRIDGE, bridge=self.id, channel=a.id, other=b.id)
 
 
@@ -366,6 +393,7 @@ class ChannelManager:
         self.engine = engine
         self.channels: dict[str, Channel] = {}
         self._seq = itertools.count(1)
+        self.moh: MusicOnHold | None = None
 
     def next_seq(self) -> int:
         return next(self._seq)

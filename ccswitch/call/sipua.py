@@ -58,6 +58,7 @@ class Extension:
     rtp_symmetric: bool = True
     max_contacts: int = 5
     codecs: list[str] = field(default_factory=lambda: ["PCMU", "PCMA"])
+    legacy_digest: bool = False
 
 
 class SipUA:
@@ -288,6 +289,10 @@ class SipUA:
         ext = self.extensions.get(user)
         return ext.password if ext else None
 
+    def _legacy(self, user: str) -> bool:
+        ext = self.extensions.get(user)
+        return ext.legacy_digest if ext else False
+
     def authenticate(self, req: Request, txn: ServerTransaction) -> Extension | None:
         """Digest-check `req`; on failure the response is sent and None returned."""
         header = req.get("Authorization") or req.get("Proxy-Authorization")
@@ -295,7 +300,7 @@ class SipUA:
         if header is None:
             self._challenge(txn, stale=False)
             return None
-        res = self.auth.verify(header, req.method, now, self._password)
+        res = self.auth.verify(header, req.method, now, self._password, self._legacy)
         if res.ok and res.username is not None:
             return self.extensions[res.username]
         if res.status == "stale":
