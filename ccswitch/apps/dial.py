@@ -118,7 +118,9 @@ async def dial(
                 Bridge(ua.manager, chan, c)
                 if on_bridged is not None:
                     on_bridged(chan, c)
-                await _wait_either(chan, c)
+                # the bridge hangs up one party when the other leaves; a transfer may
+                # move either party elsewhere meanwhile, so wait for the caller only
+                await asyncio.shield(chan.hungup)
                 return DialResult("ANSWER", 200, c)
             elif what in ("failed", "hangup") and c in pending:
                 pending.discard(c)
@@ -152,11 +154,3 @@ def _codec_order(chan: Channel) -> list[str]:
     rest = ["PCMU", "PCMA"]
     return [first] + [c for c in rest if c != first] if first in rest else rest
 
-
-async def _wait_either(a: Channel, b: Channel) -> None:
-    """Until one side hangs up; then hang up the other with the same cause."""
-    done, _ = await asyncio.wait([a.hungup, b.hungup], return_when=asyncio.FIRST_COMPLETED)
-    cause = next(iter(done)).result()
-    for ch in (a, b):
-        if not ch.is_gone:
-            ch.hangup(cause if cause else "NORMAL_CLEARING")

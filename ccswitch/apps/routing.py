@@ -256,7 +256,7 @@ class OutboundRoute:
 
     def allows(self, extension: str | None) -> bool:
         """May `extension` (None: no extension, e.g. an API originate) use this route?"""
-        if self.emergency or self.allowed is None:
+        if self.allowed is None:  # emergency routes are always unrestricted
             return True
         return extension is not None and any(p.match(extension) for p in self.allowed)
 

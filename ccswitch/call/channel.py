@@ -176,8 +176,12 @@ class Channel:
         self.state = ChannelState.HANGUP
         self.hangup_cause = cause
         self.ended_at = time.time()
-        if self.bridge is not None:
-            self.bridge.destroy()
+        bridge = self.bridge
+        if bridge is not None:
+            other = bridge.other(self)
+            bridge.destroy()
+            if other is not None and not other.is_gone:
+                other.hangup(cause)
         if self.media is not None:
             self.media.close()
         self.manager.remove(self)

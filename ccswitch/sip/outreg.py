@@ -303,7 +303,7 @@ class OutboundRegistration:
         if self.user_agent:
             headers.append(("User-Agent", self.user_agent))
         self._answered_nonce = None
-        if self._auth is not None and answering:
+        if self._auth is not None and (answering or self.preemptive_auth):
             hname, challenge, nonce = self._auth
             self._nc += 1
             try:
