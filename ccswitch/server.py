@@ -9,10 +9,12 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ccswitch.apps.dial import dial
+from ccswitch.apps.transfer import Transfers
 from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
 from ccswitch.apps.ivr.runner import DialOutcome, FlowRunner, IvrServices
 from ccswitch.call import events as ev
@@ -54,6 +56,8 @@ class Server:
             external_address=cfg.server.external_address,
         )
         self.transports = Transports(self.ua.on_data)
+        self.transfers = Transfers(self.ua, self.connect, self.bus.publish)
+        self.ua.on_refer = self.transfers.on_refer
         self.prompt_cache = PromptCache()
         self.moh = MusicOnHold(Path(cfg.prompts.directory) / "moh", self.engine,
                                self.prompt_cache)
@@ -228,29 +232,50 @@ class Server:
 
     # ------------------------------------------------------------ dialplan
     async def route_call(self, chan: SipChannel) -> None:
-        """Decide what an inbound call runs (extensions now; flows, queues... later)."""
-        number = chan.dest
+        """Run the dialplan for a new inbound call; refuse it if nothing answers it."""
+        status, code = await self.connect(chan, chan.dest)
+        if chan.is_gone or chan.is_up or status in ("ANSWER", "DONE"):
+            return
+        if status == "NOANSWER":
+            chan.reject(480, "NO_ANSWER")
+        elif status == "CHANUNAVAIL" and code == 480:
+            chan.reject(480, "SUBSCRIBER_ABSENT")
+        elif status == "NOROUTE":
+            chan.reject(404, "UNALLOCATED_NUMBER")
+        else:
+            chan.reject(code or 480, cause_from_sip(code or 480))
+
+    async def connect(self, chan: Channel, number: str,
+                      on_answer: Callable[[], None] | None = None) -> tuple[str, int]:
+        """Connect `chan` to whatever `number` means: a route (flow, extension), an
+        extension.  Used for new calls, transfers and originations.  Returns an Asterisk
+        DIALSTATUS-like status (ANSWER, BUSY, NOANSWER, CHANUNAVAIL, CANCEL, FAILED;
+        DONE when an application ran; NOROUTE) and the SIP code behind a failure.
+        `on_answer` runs once the far end answered and is bridged."""
         route = next((r for r in self.cfg.routes if r.number == number), None)
         if route is not None and route.flow is not None:
+            if on_answer is not None:
+                on_answer()
             await self.run_flow(chan, route.flow)
-            return
+            return "DONE", 200
         if route is not None and route.extension is not None:
             number = route.extension
-        if number in self.ua.extensions:
+        if number in self.ua.extensions and isinstance(chan, SipChannel):
             chan.app, chan.app_data = "Dial", number
-            res = await dial(self.ua, chan, [number], self.cfg.calls.no_answer_timeout)
-            if chan.is_gone:
-                return
-            if res.status == "ANSWER":
-                return
-            if res.status == "NOANSWER":
-                chan.reject(480, "NO_ANSWER")
-            elif res.status == "CHANUNAVAIL" and res.sip_status == 480:
-                chan.reject(480, "SUBSCRIBER_ABSENT")
-            else:
-                chan.reject(res.sip_status or 480, cause_from_sip(res.sip_status or 480))
-            return
-        chan.reject(404, "UNALLOCATED_NUMBER")
+            res = await dial(
+                self.ua, chan, [number], self.cfg.calls.no_answer_timeout,
+                on_bridged=(lambda a, b: on_answer()) if on_answer is not None else None,
+                on_bridged_watch=self._watch_features)
+            return res.status, res.sip_status
+        return "NOROUTE", 404
+
+    def _watch_features(self, a: Channel, b: Channel) -> None:
+        """In-call feature codes (transfers) for both parties of a new bridge."""
+        f = self.cfg.features
+        for ch in (a, b):
+            if not ch.vars.get("features_watched"):
+                ch.vars["features_watched"] = True
+                self.transfers.watch(ch, f.blind_transfer, f.attended_transfer)
 
     async def run_flow(self, chan: Channel, name: str) -> None:
         flows = self.flows  # the version in force when the call arrived

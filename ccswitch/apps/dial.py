@@ -49,6 +49,7 @@ async def dial(
     *,
     bridge: bool = True,
     on_bridged: Callable[[Channel, Channel], None] | None = None,
+    on_bridged_watch: Callable[[Channel, Channel], None] | None = None,
 ) -> DialResult:
     """Ring `targets` for `chan`.  With bridge=True, returns when the bridged call ends."""
     bindings = [b for t in targets for b in ua.lookup(t)]
@@ -116,6 +117,8 @@ async def dial(
                     return DialResult("ANSWER", 200, c)
                 await chan.answer()
                 Bridge(ua.manager, chan, c)
+                if on_bridged_watch is not None:
+                    on_bridged_watch(chan, c)
                 if on_bridged is not None:
                     on_bridged(chan, c)
                 # the bridge hangs up one party when the other leaves; a transfer may

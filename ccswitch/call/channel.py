@@ -180,7 +180,9 @@ class Channel:
         if bridge is not None:
             other = bridge.other(self)
             bridge.destroy()
-            if other is not None and not other.is_gone:
+            keep = bridge.on_leave is not None and other is not None and \
+                bridge.on_leave(self, other)
+            if other is not None and not other.is_gone and not keep:
                 other.hangup(cause)
         if self.media is not None:
             self.media.close()
@@ -341,6 +343,9 @@ class Bridge:
         self.manager = manager
         self.channels = [a, b]
         self.created = time.time()
+        # called when a party hangs up; returning True keeps the other party's call
+        # alive (e.g. an attended transfer completed by hanging up)
+        self.on_leave: Callable[[Channel, Channel], bool] | None = None
         for ch in (a, b):
             if ch.bridge is not None:
                 ch.bridge.destroy()

@@ -22,10 +22,17 @@ from ccswitch.call.causes import cause_from_sip, reason_header, sip_from_cause
 from ccswitch.call.channel import Channel, ChannelGone, ChannelManager, ChannelState
 from ccswitch.media.engine import Endpoint, MediaEngine
 from ccswitch.sip import sdp as sdpmod
-from ccswitch.sip.auth import DigestServer
+from ccswitch.sip.auth import (
+    AuthError,
+    DigestServer,
+    build_authorization,
+    choose_challenge,
+    parse_auth_header,
+)
 from ccswitch.sip.dialog import Dialog, LocalAddress, build_request, make_cancel, new_tag
 from ccswitch.sip.errors import ParseError
-from ccswitch.sip.message import Request, Response, make_response
+from ccswitch.sip.message import Request, Response, make_response, split_commas
+from ccswitch.sip.refer import ReferTarget, Replaces, refer_notify, refer_sub, refer_to_of
 from ccswitch.sip.registrar import Binding, Registrar
 from ccswitch.sip.transaction import (
     AckTimeout,
@@ -61,6 +68,25 @@ class Extension:
     legacy_digest: bool = False
 
 
+@dataclass(slots=True)
+class TrunkInfo:
+    """What the UA needs to know about a SIP trunk (provider) for one call leg.
+
+    Inbound: a request recognised as the trunk's (by `SipUA.trunk_lookup`) skips digest
+    authentication.  Outbound: a 401/407 from the provider is answered with `username` /
+    `password` (only for `realm` when set), and media offers use `codecs`."""
+
+    name: str
+    codecs: list[str] = field(default_factory=lambda: ["PCMU", "PCMA"])
+    rtp_symmetric: bool = True
+    username: str | None = None
+    password: str = field(default="", repr=False)
+    realm: str | None = None
+
+
+TrunkLookup = Callable[[Request, Peer], "tuple[TrunkInfo, str] | None"]
+
+
 class SipUA:
     def __init__(
         self,
@@ -71,6 +97,8 @@ class SipUA:
         server_name: str,
         extensions: dict[str, Extension],
         on_inbound_call: Callable[[SipChannel], Awaitable[None]],
+        on_refer: Callable[[SipChannel, ReferTarget, Callable[[int, str | None], None]],
+                           Awaitable[None]] | None = None,
         auth_algorithms: tuple[str, ...] = ("MD5",),
         nonce_ttl: float = 300.0,
         external_address: str | None = None,
@@ -82,6 +110,7 @@ class SipUA:
         self.server_name = server_name
         self.extensions = extensions
         self.on_inbound_call = on_inbound_call
+        self.on_refer = on_refer
         self.external_address = external_address
         self.rtp_external_address = rtp_external_address
         # 100 Trying is sent by _on_invite once the INVITE is authenticated: a challenge
@@ -100,6 +129,11 @@ class SipUA:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stats = {"invites": 0, "registers": 0, "auth_failures": 0}
+        # trunks (set by the trunk manager): recognise a provider's INVITE before digest
+        # auth, returning the trunk and the called number (DID); and our address as seen
+        # by a given remote host (a trunk's external address), for Via/Contact/SDP
+        self.trunk_lookup: TrunkLookup | None = None
+        self.address_for: Callable[[str], str | None] | None = None
 
     # ------------------------------------------------------------ transport glue
     def attach(self, send: SendFn) -> None:
@@ -160,6 +194,10 @@ class SipUA:
     # ------------------------------------------------------------ addresses
     def local_ip_for(self, host: str) -> str:
         """Our address as seen from `host` (the source address the kernel would pick)."""
+        if self.address_for is not None:
+            override = self.address_for(host)
+            if override:
+                return override
         if self.external_address and not _is_local(host):
             return self.external_address
         ip = self._local_ip_cache.get(host)
@@ -188,6 +226,8 @@ class SipUA:
         return LocalAddress(peer.transport, self.local_ip_for(peer.host), port)
 
     def media_ip_for(self, host: str) -> str:
+        if self.address_for is not None and self.address_for(host):
+            return self.local_ip_for(host)  # a trunk's external address: SDP too
         if self.rtp_external_address and not _is_local(host):
             return self.rtp_external_address
         return self.local_ip_for(host)
@@ -221,8 +261,9 @@ class SipUA:
             self._on_response(e.response, e.txn)
         elif isinstance(e, TransactionTimeout):
             user = e.txn.user
-            if isinstance(user, SipChannel):
-                user.on_txn_timeout(e.txn)
+            on_timeout = getattr(user, "on_txn_timeout", None)  # channels, registrations
+            if on_timeout is not None:
+                on_timeout(e.txn)
         elif isinstance(e, AckTimeout):
             user = e.txn.user
             if isinstance(user, SipChannel):
@@ -266,6 +307,14 @@ class SipUA:
             self.reply(txn, 405, headers=[("Allow", ALLOW)])
         else:
             self.reply(txn, 501, headers=[("Allow", ALLOW)])
+
+    def find_replaced(self, rep: Replaces) -> SipChannel | None:
+        """The channel whose dialog a Replaces header names (RFC 3891: to-tag is ours)."""
+        ch = self.dialogs.get((rep.call_id, rep.to_tag, rep.from_tag))
+        if ch is None:
+            # tolerate peers that swap the tags
+            ch = self.dialogs.get((rep.call_id, rep.from_tag, rep.to_tag))
+        return ch
 
     def _dialog_for(self, req: Request) -> SipChannel | None:
         return self.dialogs.get((req.call_id, req.to_tag or "", req.from_tag or ""))
@@ -354,9 +403,18 @@ class SipUA:
         except ParseError:
             self.reply(txn, 416)
             return
-        ext = self.authenticate(req, txn)
-        if ext is None:
-            return
+        # a provider's call (by source address or registration) is not challenged: it
+        # is routed by DID only, never back out (no relay for unauthenticated callers)
+        found = self.trunk_lookup(req, peer) if self.trunk_lookup is not None else None
+        trunk: TrunkInfo | None = None
+        ext: Extension | None = None
+        if found is not None:
+            trunk, dest = found
+        else:
+            ext = self.authenticate(req, txn)
+            if ext is None:
+                return
+            dest = ruri.user or ""
         self.respond(txn, make_response(req, 100))
         if req.body and req.content_type not in ("application/sdp", ""):
             self.reply(txn, 415, headers=[("Accept", "application/sdp")])
@@ -368,8 +426,7 @@ class SipUA:
             except sdpmod.SdpError as e:
                 self.reply(txn, 400, f"Bad Request (SDP: {e})")
                 return
-        dest = ruri.user or ""
-        ch = SipChannel(self, txn=txn, peer=peer, ext=ext, dest=dest, offer=offer)
+        ch = SipChannel(self, txn=txn, peer=peer, ext=ext, dest=dest, offer=offer, trunk=trunk)
         txn.user = ch
         self.spawn(ch.start_inbound())
 
@@ -416,12 +473,99 @@ class SipUA:
                        headers or [])
         return ch
 
+    async def originate_uri(
+        self,
+        uri: SipURI,
+        peer: Peer,
+        *,
+        caller: str,
+        caller_name: str,
+        dest: str,
+        from_: str | None = None,
+        to: str | None = None,
+        trunk: TrunkInfo | None = None,
+        linkedid: str | None = None,
+        codecs: list[str] | None = None,
+        endpoint_name: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> SipChannel:
+        """Call any URI through `peer` (a trunk's provider); `from_` / `to` (name-addr
+        without tag) replace the defaults.  Returns the outbound channel (ringing or
+        failed); a 401/407 is answered with the trunk's credentials."""
+        ch = SipChannel(
+            self, txn=None, peer=peer, ext=None, dest=dest, offer=None, caller=caller,
+            caller_name=caller_name, linkedid=linkedid,
+            endpoint_name=endpoint_name or (trunk.name if trunk else peer.host), trunk=trunk,
+        )
+        try:
+            ep = await self.engine.create_endpoint(
+                symmetric=trunk.rtp_symmetric if trunk else True)
+        except OSError as e:
+            log.error("no RTP port for outbound call: %s", e)
+            ch._set_gone("SWITCH_CONGESTION")
+            return ch
+        ch.attach_media(ep)
+        ch.send_invite(uri, codecs or ch.codecs, headers or [], from_=from_, to=to)
+        return ch
+
     # ------------------------------------------------------------ shutdown
     def hangup_all(self, cause: str = "SYSTEM_SHUTDOWN") -> None:
         for ch in list(self.manager.channels.values()):
             if isinstance(ch, SipChannel):
                 ch.hangup(cause)
         self._pump()
+
+
+MAX_INVITE_CHALLENGES = 2  # a provider that keeps challenging refuses our credentials
+
+
+def authorized_retry(invite: Request, resp: Response, username: str, password: str,
+                     realm: str | None, via: str, *, tries: int = 1) -> Request | None:
+    """The INVITE answering the 401/407 `resp` to `invite` (sans-IO), or None when the
+    challenge cannot or should not be answered: not a usable digest challenge, another
+    realm than `realm`, the nonce we already answered without stale=true (wrong
+    credentials), or more than MAX_INVITE_CHALLENGES rounds."""
+    proxy = resp.status == 407
+    values = resp.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
+    if realm is not None:
+        values = [v for v in values if _auth_param(v, "realm") == realm]
+    if tries > MAX_INVITE_CHALLENGES:
+        return None
+    try:
+        chosen = choose_challenge(values)
+    except AuthError:
+        return None
+    name = "Proxy-Authorization" if proxy else "Authorization"
+    answered = [_auth_param(v, "nonce") for v in invite.get_all(name)]
+    nonce = _auth_param(chosen, "nonce")
+    stale = (_auth_param(chosen, "stale") or "").lower() == "true"
+    if nonce in answered and not stale:
+        return None
+    try:
+        value = build_authorization(chosen, "INVITE", str(invite.uri), username, password,
+                                    body=invite.body)
+    except (AuthError, ValueError):
+        return None
+    cseq = invite.cseq[0] + 1
+    headers: list[tuple[str, str]] = []
+    for n, v in invite.headers:
+        if n == "Via":
+            if not any(h[0] == "Via" for h in headers):
+                headers.append(("Via", via))
+        elif n == "CSeq":
+            headers.append(("CSeq", f"{cseq} INVITE"))
+        elif n not in ("Authorization", "Proxy-Authorization"):
+            headers.append((n, v))
+    headers.append((name, value))
+    uri = invite.uri.copy() if isinstance(invite.uri, SipURI) else invite.uri
+    return Request("INVITE", uri, headers, invite.body)
+
+
+def _auth_param(value: str, key: str) -> str | None:
+    try:
+        return parse_auth_header(value)[1].get(key)
+    except AuthError:
+        return None
 
 
 def _safe_user(u: str | None) -> str:
@@ -460,15 +604,19 @@ class SipChannel(Channel):
         caller_name: str | None = None,
         linkedid: str | None = None,
         endpoint_name: str | None = None,
+        trunk: TrunkInfo | None = None,
     ) -> None:
         inbound = txn is not None
-        if inbound:
-            assert ext is not None
+        if inbound and ext is not None:
             caller = ext.number
             caller_name = ext.name
+        elif inbound:
+            assert txn is not None and trunk is not None  # only trunks skip authentication
+            caller, caller_name = _remote_identity(txn.request)
         super().__init__(
             ua.manager,
-            endpoint_name=endpoint_name or (ext.number if ext else peer.host),
+            endpoint_name=endpoint_name or (ext.number if ext else
+                                            trunk.name if trunk else peer.host),
             direction="inbound" if inbound else "outbound",
             caller=caller or "",
             caller_name=caller_name or "",
@@ -478,6 +626,8 @@ class SipChannel(Channel):
         self.ua = ua
         self.peer = peer
         self.ext = ext
+        self.trunk = trunk  # a provider's leg (inbound recognised, or outbound through it)
+        self.auth_tries = 0  # outbound: challenges answered
         self.invite_txn = txn  # inbound: the INVITE server transaction
         self.out_txn: ClientTransaction | None = None  # outbound INVITE
         self.invite: Request | None = txn.request if txn else None
@@ -492,6 +642,7 @@ class SipChannel(Channel):
         self.sdp_version = 1
         self.sdp_id = secrets.randbelow(2**31)
         self.remote_hold = False
+        self._refers = 0
         self.media_ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.early_media = False
         self.manager.add(self)
@@ -505,8 +656,9 @@ class SipChannel(Channel):
         """Allocate media, negotiate the offer, then run the dialplan."""
         ua = self.ua
         try:
-            ep = await ua.engine.create_endpoint(symmetric=self.ext.rtp_symmetric
-                                                 if self.ext else True)
+            ep = await ua.engine.create_endpoint(
+                symmetric=self.ext.rtp_symmetric if self.ext else
+                self.trunk.rtp_symmetric if self.trunk else True)
         except OSError as e:
             log.error("no RTP port: %s", e)
             self.hangup("SWITCH_CONGESTION")
@@ -529,13 +681,19 @@ class SipChannel(Channel):
             if not self.is_gone:
                 self.hangup("NORMAL_CLEARING")
 
+    @property
+    def codecs(self) -> list[str]:
+        if self.ext is not None:
+            return self.ext.codecs
+        return self.trunk.codecs if self.trunk is not None else ["PCMU", "PCMA"]
+
     def attach_media(self, ep: Endpoint) -> None:
         self.media = ep
         ep.on_dtmf = self._on_dtmf
 
     def _negotiate(self, offer: sdpmod.SessionDescription) -> sdpmod.Negotiated:
         assert self.media is not None
-        codecs = self.ext.codecs if self.ext else ["PCMU", "PCMA"]
+        codecs = self.codecs
         host = self.ua.media_ip_for(self.peer.host)
         neg = sdpmod.negotiate(offer, host, self.media.port, codecs,
                                session_id=self.sdp_id, version=self.sdp_version)
@@ -578,7 +736,7 @@ class SipChannel(Channel):
         # late offer (INVITE without SDP): we offer in the 2xx, the answer comes in the ACK
         assert self.media is not None
         host = self.ua.media_ip_for(self.peer.host)
-        codecs = self.ext.codecs if self.ext else ["PCMU", "PCMA"]
+        codecs = self.codecs
         return sdpmod.build_offer(host, self.media.port, codecs, session_id=self.sdp_id,
                                   version=self.sdp_version).to_bytes()
 
@@ -714,8 +872,49 @@ class SipChannel(Channel):
             ua.respond(txn, make_response(req, 200, headers=[("Allow", ALLOW)]))
         elif m == "NOTIFY":
             ua.respond(txn, make_response(req, 200))
+        elif m == "REFER":
+            self._on_refer(req, txn)
         else:
             ua.respond(txn, make_response(req, 501, headers=[("Allow", ALLOW)]))
+
+    # ------------------------------------------------------------ transfers (RFC 3515)
+    def _on_refer(self, req: Request, txn: ServerTransaction) -> None:
+        ua = self.ua
+        try:
+            target = refer_to_of(req)
+            sub = refer_sub(req)
+        except ParseError as e:
+            ua.respond(txn, make_response(req, 400, f"Bad Request ({e.reason})"))
+            return
+        if ua.on_refer is None or self.dialog is None:
+            ua.respond(txn, make_response(req, 603, "Decline (transfers not available)"))
+            return
+        refer_id = req.cseq[0] if self._refers else None
+        self._refers += 1
+        hs = [("Contact", self._contact())]
+        if not sub:
+            hs.append(("Refer-Sub", "false"))
+        ua.respond(txn, make_response(req, 202, headers=hs))
+
+        def report(status: int, reason: str | None = None) -> None:
+            if sub:
+                self.send_refer_notify(status, reason, refer_id)
+
+        report(100)
+        ua.spawn(ua.on_refer(self, target, report))
+        ua._pump()
+
+    def send_refer_notify(self, status: int, reason: str | None, refer_id: int | None) -> None:
+        """NOTIFY the transferor of the referred call's progress (message/sipfrag)."""
+        if self.dialog is None or self.is_gone:
+            return
+        headers, body = refer_notify(status, reason, refer_id=refer_id)
+        ctype = next(v for n, v in headers if n == "Content-Type")
+        hs = [(n, v) for n, v in headers if n != "Content-Type"]
+        req = self.dialog.create_request("NOTIFY", self.ua.local_address(self.peer), body=body,
+                                         content_type=ctype, headers=hs)
+        self.ua.send_request(req, self._next_hop())
+        self.ua._pump()
 
     def _on_reinvite(self, req: Request, txn: ServerTransaction) -> None:
         ua = self.ua
@@ -743,7 +942,8 @@ class SipChannel(Channel):
 
     # ------------------------------------------------------------ outbound
     def send_invite(self, target: SipURI, codecs: list[str],
-                    headers: list[tuple[str, str]]) -> None:
+                    headers: list[tuple[str, str]], *, from_: str | None = None,
+                    to: str | None = None) -> None:
         ua = self.ua
         assert self.media is not None
         local = ua.local_address(self.peer)
@@ -753,8 +953,8 @@ class SipChannel(Channel):
         self.offer = offer
         domain = format_host(self.peer.host)
         display = f"{quote(self.caller_name)} " if self.caller_name else ""
-        from_ = f"{display}<sip:{self.caller}@{format_host(local.host)}>"
-        to = f"<sip:{self.dest}@{domain}>"
+        from_ = from_ or f"{display}<sip:{self.caller}@{format_host(local.host)}>"
+        to = to or f"<sip:{self.dest}@{domain}>"
         req = build_request(
             "INVITE", target, local=local, from_=from_, to=to, from_tag=self.local_tag,
             contact=ua.contact_for(self.peer, self.caller or "ccswitch"),
@@ -785,10 +985,32 @@ class SipChannel(Channel):
         if code < 300:
             self._on_2xx(resp)
             return
+        if code in (401, 407) and self._retry_with_credentials(resp):
+            return
         # "failed" (with the SIP status) before "hangup": Dial takes the first event of a
         # leg, and must relay 486/603 rather than guess a status from the hangup cause
         self._notify("failed", code)
         self._set_gone(cause_from_sip(code))
+
+    def _retry_with_credentials(self, resp: Response) -> bool:
+        """A provider challenged our INVITE: send it again with credentials (RFC 3261
+        §22.2: same Call-ID and From tag, CSeq + 1, a new branch).  False: give up."""
+        trunk = self.trunk
+        if (trunk is None or trunk.username is None or self.invite is None
+                or self.pending_cancel or self.is_gone):
+            return False
+        self.auth_tries += 1
+        retry = authorized_retry(self.invite, resp, trunk.username, trunk.password,
+                                 trunk.realm, self.ua.local_address(self.peer).via(),
+                                 tries=self.auth_tries)
+        if retry is None:
+            log.warning("%s: provider %s refused our credentials (%d %s)", self.name,
+                        trunk.name, resp.status, resp.reason)
+            return False
+        self.invite = retry
+        self.got_provisional = False  # CANCEL waits for a provisional of the new INVITE
+        self.out_txn = self.ua.send_request(retry, self.peer, user=self)
+        return True
 
     def _take_answer(self, resp: Response) -> None:
         if self.offer is None:
@@ -869,6 +1091,26 @@ class SipChannel(Channel):
             ua.dialogs.pop((self.dialog.call_id, self.local_tag, self.dialog.remote_tag), None)
         if not self.media_ready.done():
             self.media_ready.set_result(False)
+
+
+def _remote_identity(req: Request) -> tuple[str, str]:
+    """Caller number and name of a trunk's INVITE: P-Asserted-Identity (a provider
+    asserts what it verified), else From; kept short and printable (it reaches CDRs and
+    phones' displays)."""
+    for name in ("P-Asserted-Identity", "From"):
+        value = req.get(name)
+        if value is None:
+            continue
+        try:
+            parts = split_commas(value)
+            na = NameAddr.parse(parts[0] if parts else value)
+            user = na.sip_uri.user or ""
+        except ParseError:
+            continue
+        display = na.display or ""
+        clean = "".join(c for c in user[:32] if c.isprintable() and c not in "<>\"'")
+        return clean, "".join(c if c.isprintable() else " " for c in display[:64])
+    return "", ""
 
 
 def _info_dtmf(req: Request) -> str | None:
