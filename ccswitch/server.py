@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ccswitch.apps.dial import dial
-from ccswitch.apps.transfer import Transfers
 from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
 from ccswitch.apps.ivr.runner import DialOutcome, FlowRunner, IvrServices
+from ccswitch.apps.transfer import Transfers
 from ccswitch.call import events as ev
 from ccswitch.call.causes import cause_from_sip, disposition
 from ccswitch.call.channel import Channel, ChannelManager

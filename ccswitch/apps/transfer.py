@@ -66,7 +66,7 @@ class Transfers:
             if not transferor.is_gone:
                 transferor.hangup("BLIND_TRANSFER")
 
-        status, code = await self.connect(transferee, number, on_answer)
+        _status, code = await self.connect(transferee, number, on_answer)
         if answered or transferee.is_gone:
             return answered
         # the target failed: say so, and give the call back to the transferor if it waits
