@@ -223,6 +223,39 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conference(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rooms = api(args, "GET", "/api/conferences")
+        if args.json:
+            print(json.dumps(rooms, indent=2))
+            return 0
+        rows = [[r["number"], r["name"], str(len(r["members"])),
+                 ", ".join(m["name"] for m in r["members"] if m["talking"]) or "-"]
+                for r in rooms]
+        _table(None, ["Room", "Name", "Members", "Talking"], rows,
+               f"{len(rooms)} active conference{'s' if len(rooms) != 1 else ''}")
+        return 0
+    if not args.room:
+        raise CliError("give the conference number", 1)
+    if args.action == "show":
+        room = api(args, "GET", f"/api/conferences/{args.room}")
+        if args.json:
+            print(json.dumps(room, indent=2))
+            return 0
+        rows = [[m["name"], m["caller"], "yes" if m["muted"] else "-",
+                 "yes" if m["talking"] else "-", "yes" if m["moderator"] else "-",
+                 _fmt_duration(time.time() - m["joined"])] for m in room["members"]]
+        _table(f"Conference {room['number']} ({room['name']})",
+               ["Channel", "Caller", "Muted", "Talking", "Moderator", "Joined"], rows,
+               f"{len(rows)} member{'s' if len(rows) != 1 else ''}")
+        return 0
+    if not args.member:
+        raise CliError(f"conference {args.action} needs a member (channel name or id)", 1)
+    r = api(args, "POST", f"/api/conferences/{args.room}/{args.action}/{args.member}")
+    print(json.dumps(r) if args.json else f"{args.action}: {r['member']} in {r['conference']}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(api(args, "GET", "/api/status"), indent=2))
     return 0
@@ -263,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--last", type=int, default=20)
     sp.add_argument("--json", action="store_true")
     add("status", cmd_status, "server status")
+    sp = add("conference", cmd_conference, "conference list|show|mute|unmute|kick")
+    sp.add_argument("action", choices=["list", "show", "mute", "unmute", "kick"])
+    sp.add_argument("room", nargs="?")
+    sp.add_argument("member", nargs="?")
+    sp.add_argument("--json", action="store_true")
     add("reload", cmd_reload, "reload config.yaml and flows (a broken edit is refused)")
     sp = add("flows", cmd_flows_check, "check flows (`flows check [PATH]`)")
     sp.add_argument("action", choices=["check"])

@@ -9,23 +9,27 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from ccswitch.apps.conference import ParkingLot, find_ringing, run_conference
 from ccswitch.apps.dial import dial
 from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
 from ccswitch.apps.ivr.runner import DialOutcome, FlowRunner, IvrServices
 from ccswitch.apps.transfer import Transfers
+from ccswitch.apps.trunks import TrunkManager
 from ccswitch.call import events as ev
 from ccswitch.call.causes import cause_from_sip, disposition
-from ccswitch.call.channel import Channel, ChannelManager
+from ccswitch.call.channel import Bridge, Channel, ChannelManager
+from ccswitch.call.conference import Conferences
 from ccswitch.call.events import EventBus
 from ccswitch.call.sipua import Extension, SipChannel, SipUA
 from ccswitch.config import Config, ConfigError, ConfigIssue, load_config
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.moh import MusicOnHold
 from ccswitch.media.player import PromptCache
+from ccswitch.media.tones import sine
 from ccswitch.storage.cdr import CdrStore
 from ccswitch.transport import Transports
 
@@ -57,7 +61,15 @@ class Server:
         )
         self.transports = Transports(self.ua.on_data)
         self.transfers = Transfers(self.ua, self.connect, self.bus.publish)
+        self.conferences = Conferences(
+            self.manager, Path(cfg.recordings.directory) if cfg.recordings.enabled else None)
+        self.parking = ParkingLot(cfg.parking, self.bus.publish, self.connect)
         self.ua.on_refer = self.transfers.on_refer
+        self.trunks = TrunkManager(self.ua, self.manager, cfg,
+                                   on_call_info=lambda cid, f: self.cdr.update_extra(cid, **f))
+        self.trunks.run_flow = self.run_flow
+        self.trunks.flow_exists = lambda name: self.flows.get(name) is not None
+        self.trunks.on_bridged = self._watch_features
         self.prompt_cache = PromptCache()
         self.moh = MusicOnHold(Path(cfg.prompts.directory) / "moh", self.engine,
                                self.prompt_cache)
@@ -90,6 +102,11 @@ class Server:
             log.error("%s (flow disabled; other flows are unaffected)", issue)
 
         flows = load_flows(paths, self.flow_context(cfg), version, on_tts_missing=tts_missing)
+        for did in cfg.dids:
+            if did.flow is not None and did.flow not in flows.flows:
+                raise FlowError([FlowIssue(cfg.file, cfg.line_of(did, "flow"), None,
+                                           f"DID {did.number}: no flow named "
+                                           f"'{did.flow}' in {directory}")])
         for route in cfg.routes:
             if route.flow is not None and route.flow not in flows.flows:
                 raise FlowError([FlowIssue(cfg.file, cfg.line_of(route, "flow"), None,
@@ -148,6 +165,7 @@ class Server:
         await self._prerender(flows)
         self.cfg = cfg
         self.ua.extensions = _extensions(cfg)
+        await self.trunks.reload(cfg)
         self.flows = flows
         log.info("reloaded configuration and %d flow(s) (version %d)", len(flows.flows),
                  flows.version)
@@ -182,6 +200,7 @@ class Server:
             self.ua.listen_host.setdefault((lst.transport, fam), lst.address)
             log.info("listening on %s %s:%d", lst.transport, lst.address, bound.port)
         self.bus.subscribe(self._on_event)
+        await self.trunks.start()  # after the listeners: registrations need our address
         from ccswitch.api.control import ControlServer
 
         self._api = ControlServer(self)
@@ -193,6 +212,7 @@ class Server:
     async def stop(self) -> None:
         """Hang up every call with BYE, finalise recordings and CDRs."""
         log.info("shutting down: hanging up %d channel(s)", len(self.manager.channels))
+        self.trunks.stop()  # un-REGISTER: providers stop sending calls here
         self.ua.hangup_all("SYSTEM_SHUTDOWN")
         # let BYEs and final responses leave before the sockets close
         await asyncio.sleep(0.2)
@@ -233,7 +253,13 @@ class Server:
     # ------------------------------------------------------------ dialplan
     async def route_call(self, chan: SipChannel) -> None:
         """Run the dialplan for a new inbound call; refuse it if nothing answers it."""
-        status, code = await self.connect(chan, chan.dest)
+        number = chan.dest
+        if chan.trunk is not None:  # a provider's call: its DID decides, nothing else
+            internal = await self._route_did(chan, *self.trunks.inbound_target(chan))
+            if internal is None:
+                return
+            number = internal
+        status, code = await self.connect(chan, number)
         if chan.is_gone or chan.is_up or status in ("ANSWER", "DONE"):
             return
         if status == "NOANSWER":
@@ -258,6 +284,36 @@ class Server:
                 on_answer()
             await self.run_flow(chan, route.flow)
             return "DONE", 200
+        conf = next((c for c in self.cfg.conferences if c.number == number), None)
+        if conf is not None:
+            if on_answer is not None:
+                on_answer()
+            await run_conference(self.conferences, chan, conf, self.speak)
+            return "DONE", 200
+        if self.parking.is_slot(number):
+            if number in self.parking.slots:
+                ok = await self.parking.retrieve(chan, number)
+                return ("DONE", 200) if ok else ("CHANUNAVAIL", 404)
+            parker = chan.vars.get("transferred_by")
+            if parker is None:
+                return "CHANUNAVAIL", 404  # dialled an empty slot: nothing to retrieve
+            # transferred to a free slot: park the transferee there
+            slot = self.parking.park(chan, str(parker), number)
+            if slot is None:
+                return "FAILED", 486
+            if on_answer is not None:
+                on_answer()
+            await asyncio.shield(chan.hungup)
+            return "DONE", 200
+        pickup = self.cfg.features.pickup
+        if pickup and number.startswith(pickup) and len(number) > len(pickup):
+            target = find_ringing(self.manager.list(), number[len(pickup):])
+            if target is None:
+                return "CHANUNAVAIL", 404
+            await chan.answer()
+            target._notify("pickup", chan)
+            await asyncio.shield(chan.hungup)
+            return "DONE", 200
         if route is not None and route.extension is not None:
             number = route.extension
         if number in self.ua.extensions and isinstance(chan, SipChannel):
@@ -267,15 +323,111 @@ class Server:
                 on_bridged=(lambda a, b: on_answer()) if on_answer is not None else None,
                 on_bridged_watch=self._watch_features)
             return res.status, res.sip_status
+        did = self.trunks.local_did(number)
+        if did is not None and isinstance(chan, SipChannel):  # our own DID: no hairpin
+            internal = await self._route_did(chan, did.kind, did.target)
+            return ("DONE", 200) if internal is None else await self.connect(
+                chan, internal, on_answer)
+        who = self.trunks.authorising_extension(chan)
+        if who is not None and isinstance(chan, SipChannel):
+            return await self.trunks.connect_out(chan, number, who,
+                                                 self.cfg.calls.no_answer_timeout, on_answer)
         return "NOROUTE", 404
 
+    async def _route_did(self, chan: SipChannel, kind: str, target: str) -> str | None:
+        """Where a DID goes: runs a flow (or refuses the call) and returns None, or
+        returns the internal number (extension, queue, conference) to connect."""
+        if kind == "reject":
+            chan.reject(int(target))
+            return None
+        if kind == "flow":
+            await self.run_flow(chan, target)
+            return None
+        if kind == "queue":
+            q = self.cfg.queues.get(target)
+            if q is None or q.number is None:
+                log.error("%s: DID to queue %r, which has no number", chan.name, target)
+                chan.reject(503, "NORMAL_TEMPORARY_FAILURE")
+                return None
+            return q.number
+        if kind == "conference":
+            conf = next((c for c in self.cfg.conferences
+                         if target in (c.number, c.name)), None)
+            return conf.number if conf is not None else target
+        return target
+
+    async def speak(self, chan: Channel, text: str) -> None:
+        """Say `text` on a channel (TTS), or a short tone when no TTS engine exists."""
+        if self.tts is not None:
+            try:
+                path = await self.tts.render(text)
+                pcm = await asyncio.to_thread(self.prompt_cache.get, path)
+                await chan.play(pcm, barge_in=True)
+                return
+            except Exception as e:
+                log.warning("tts failed for %r: %s", text[:40], e)
+        await chan.play(sine(660, 250, dbfs=-14), barge_in=True)
+
     def _watch_features(self, a: Channel, b: Channel) -> None:
-        """In-call feature codes (transfers) for both parties of a new bridge."""
+        """In-call feature codes (transfers, park, 3-way) for both parties of a bridge."""
         f = self.cfg.features
+        extra: dict[str, Callable[[Channel], Awaitable[None]]] = {
+            f.park: self._feature_park, f.conference: self._feature_three_way}
         for ch in (a, b):
             if not ch.vars.get("features_watched"):
                 ch.vars["features_watched"] = True
-                self.transfers.watch(ch, f.blind_transfer, f.attended_transfer)
+                self.transfers.watch(ch, f.blind_transfer, f.attended_transfer, extra)
+
+    async def _feature_park(self, ch: Channel) -> None:
+        """#72 in a call: park the other party in a free slot and say which."""
+        other = ch.bridged_with()
+        if other is None or ch.bridge is None:
+            return
+        ch.bridge.destroy()
+        slot = self.parking.park(other, ch.endpoint_name)
+        if slot is None:
+            await self.speak(ch, "All parking slots are busy.")
+            Bridge(self.manager, ch, other)
+            return
+        await self.speak(ch, "The call is parked at " + " ".join(slot) + ".")
+        ch.hangup("NORMAL_CLEARING")
+
+    async def _feature_three_way(self, ch: Channel) -> None:
+        """*3 + number: turn the call into a conference and add the number to it."""
+        other = ch.bridged_with()
+        if other is None:
+            return
+        ch.flush_dtmf()
+        number, _ = await ch.get_digits(32, terminators="#", first_timeout=10.0,
+                                        inter_timeout=3.0)
+        if not number:
+            return
+        room = self.conferences.get_or_create(f"adhoc-{ch.linkedid[:8]}", "three-way",
+                                              ad_hoc=True)
+        room.add(ch)
+        room.add(other)
+        leg = await self.call_out(number, caller=ch, timeout=self.cfg.calls.no_answer_timeout)
+        if leg is not None and not leg.is_gone:
+            room.add(leg)
+
+    async def call_out(self, number: str, caller: Channel, timeout: float) -> Channel | None:
+        """Ring every contact of extension `number`; return the leg that answers (unbridged)."""
+        bindings = self.ua.lookup(number)
+        if not bindings:
+            return None
+        legs = [await self.ua.originate(b, caller=caller.caller, caller_name=caller.caller_name,
+                                        dest=number, linkedid=caller.linkedid)
+                for b in bindings]
+        try:
+            waits = [asyncio.ensure_future(asyncio.shield(leg.answered)) for leg in legs]
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            return next((leg for leg in legs if leg.is_up), None)
+        finally:
+            for leg in legs:
+                if not leg.is_up and not leg.is_gone:
+                    leg.hangup("NO_ANSWER" if not any(x.is_up for x in legs) else "LOSE_RACE")
 
     async def run_flow(self, chan: Channel, name: str) -> None:
         flows = self.flows  # the version in force when the call arrived

@@ -37,6 +37,10 @@ class ControlServer:
             web.get("/api/registrations", self.registrations),
             web.get("/api/cdr", self.cdr),
             web.post("/api/reload", self.reload),
+            web.get("/api/conferences", self.conferences),
+            web.get("/api/conferences/{number}", self.conference),
+            web.post("/api/conferences/{number}/{action}/{member}", self.conference_action),
+            web.get("/api/parking", self.parking),
             web.get("/api/flows", self.flows),
         ])
         self.runner: web.AppRunner | None = None
@@ -114,6 +118,43 @@ class ControlServer:
                 "user_agent": b.user_agent,
             })
         return web.json_response(rows)
+
+    async def conferences(self, request: web.Request) -> web.Response:
+        return web.json_response([r.info() for r in self.server.conferences.rooms.values()])
+
+    def _room(self, request: web.Request) -> Any:
+        room = self.server.conferences.rooms.get(request.match_info["number"])
+        if room is None:
+            raise web.HTTPNotFound(text='{"error": "no such conference"}',
+                                   content_type="application/json")
+        return room
+
+    async def conference(self, request: web.Request) -> web.Response:
+        return web.json_response(self._room(request).info())
+
+    async def conference_action(self, request: web.Request) -> web.Response:
+        room = self._room(request)
+        action = request.match_info["action"]
+        key = request.match_info["member"]
+        member = next((cid for cid, m in room.members.items()
+                       if key in (cid, m.chan.name) or cid.startswith(key)), None)
+        if member is None:
+            raise web.HTTPNotFound(text='{"error": "no such member"}',
+                                   content_type="application/json")
+        if action == "mute":
+            room.mute(member, True)
+        elif action == "unmute":
+            room.mute(member, False)
+        elif action == "kick":
+            room.kick(member)
+        else:
+            raise web.HTTPBadRequest(text='{"error": "action is mute, unmute or kick"}',
+                                     content_type="application/json")
+        return web.json_response({"conference": room.number, "member": member,
+                                  "action": action})
+
+    async def parking(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.parking.info())
 
     async def reload(self, request: web.Request) -> web.Response:
         ok, message = await self.server.reload()

@@ -90,6 +90,20 @@ async def dial(
             if c is chan:
                 if what == "hangup":
                     return DialResult("CANCEL", 487)
+                if what == "pickup" and isinstance(data, Channel) and not data.is_gone:
+                    # directed pickup: another phone takes the call instead
+                    for other in pending:
+                        other.hangup("PICKED_OFF")
+                    pending.clear()
+                    if chan.media is not None and ringback is not None and \
+                            chan.media.source is ringback:
+                        chan.media.set_source(None)
+                    await chan.answer()
+                    Bridge(ua.manager, chan, data)
+                    if on_bridged_watch is not None:
+                        on_bridged_watch(chan, data)
+                    await asyncio.shield(chan.hungup)
+                    return DialResult("ANSWER", 200, data)
                 continue
             if what == "ringing":
                 chan.ring()

@@ -53,6 +53,7 @@ class Transfers:
         bridge = transferor.bridge
         assert bridge is not None
         bridge.destroy()  # take the transferee out: the transferor leaving no longer ends it
+        transferee.vars["transferred_by"] = transferor.endpoint_name
         self.publish(TRANSFER_EVENT, kind="blind", channel=transferor.id,
                      transferee=transferee.id, target=number, linkedid=transferee.linkedid)
         log.info("%s transfers %s to %s", transferor.name, transferee.name, number)
@@ -111,9 +112,11 @@ class Transfers:
                 leg.hangup("ATTENDED_TRANSFER")
 
     # ------------------------------------------------------------ in-call feature codes
-    def watch(self, ch: Channel, blind_code: str, attended_code: str) -> None:
-        """Listen for ## + number (blind) and *2 (attended) pressed on a bridged channel."""
-        FeatureWatcher(self, ch, blind_code, attended_code)
+    def watch(self, ch: Channel, blind_code: str, attended_code: str,
+              extra: dict[str, Callable[[Channel], Awaitable[None]]] | None = None) -> None:
+        """Listen for ## + number (blind), *2 (attended) and `extra` codes (park, 3-way...)
+        pressed on a bridged channel."""
+        FeatureWatcher(self, ch, blind_code, attended_code, extra or {})
 
 
 class FeatureWatcher:
@@ -121,10 +124,12 @@ class FeatureWatcher:
 
     DIGIT_TIMEOUT = 3.0
 
-    def __init__(self, t: Transfers, ch: Channel, blind: str, attended: str) -> None:
+    def __init__(self, t: Transfers, ch: Channel, blind: str, attended: str,
+                 extra: dict[str, Callable[[Channel], Awaitable[None]]]) -> None:
         self.t = t
         self.ch = ch
         self.codes = {blind: "blind", attended: "attended"}
+        self.extra = extra
         self.buf = ""
         self.busy = False
         ch.listeners.append(self.on_event)
@@ -143,6 +148,20 @@ class FeatureWatcher:
                 self.busy = True
                 self.t.ua.spawn(self._run(kind))
                 return
+        for code, handler in self.extra.items():
+            if code and self.buf.endswith(code):
+                self.buf = ""
+                self.busy = True
+                self.t.ua.spawn(self._run_extra(handler))
+                return
+
+    async def _run_extra(self, handler: Callable[[Channel], Awaitable[None]]) -> None:
+        try:
+            await handler(self.ch)
+        except Exception:
+            log.exception("%s: feature failed", self.ch.name)
+        finally:
+            self.busy = False
 
     async def _collect(self) -> str:
         ch = self.ch

@@ -336,6 +336,7 @@ class MediaEngine:
         self._t0 = 0.0
         self._tick_n = 0
         self.tick_count = 0  # ticks run so far (shared sources advance once per tick)
+        self.tick_hooks: list[Callable[[float], None]] = []  # e.g. conference mixers
         self._last_flush = 0.0
         self.now: Callable[[], float] = lambda: 0.0
         self.endpoints = 0
@@ -426,6 +427,11 @@ class MediaEngine:
         if lag > 0.2:
             # the loop stalled: resynchronise instead of bursting many frames
             self._t0 = now - self._tick_n * FRAME
+        for hook in list(self.tick_hooks):
+            try:
+                hook(now)
+            except Exception:  # one broken room must not stop every stream
+                log.exception("media tick hook failed")
         for ep in list(self._playing):
             src = ep.source
             if src is None:

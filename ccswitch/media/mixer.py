@@ -10,24 +10,26 @@ shared `bytes` object, so callers can encode it once per codec for all of them).
 who are silent, muted or have no frame this tick cost almost nothing, which is the common
 case in big rooms where one or two people talk.
 
-No hard clipping: sums are formed in 32 bits (numpy) or in 16 bits only when the sum of the
-contributors' peaks proves that nothing can overflow (audioop, C speed, the cheap path for
-the usual one to three talkers).  When an output would exceed `limit`, a look-ahead-free
-peak limiter scales it: gains are computed per 2.5 ms sub-frame (look-ahead within the
-frame), interpolated linearly per sample, drop as fast as needed and recover at a bounded
-rate (`release_db_per_s`), so a loud multi-party sum is turned down smoothly instead of
-being flat-topped.  The limiter state is kept per output stream.
+No hard clipping: sums are formed in 32 bits (numpy), or in 16 bits (audioop, C speed) only
+when they provably cannot exceed the limit: the contributors' peaks add up to no more than
+it, or, for two talkers, their one sum stays under it.  When an output would exceed
+`limit`, a look-ahead-free peak limiter scales it: gains are computed per 2.5 ms sub-frame
+(look-ahead within the frame), interpolated linearly per sample, drop as fast as needed and
+recover at a bounded rate (`release_db_per_s`), so a loud multi-party sum is turned down
+smoothly instead of being flat-topped.  The limiter state is kept per output stream.
 
-Cost (2-core box, `bench/conference_bench.py`): one talker in a room is a handful of audioop
-calls per room; the numpy path has ~10 µs of fixed overhead and well under 1 µs per
-additional contributor, which is why it takes over from audioop above `numpy_from`
-contributors.
+Cost (`bench/conference_bench.py`, shared 2-core box, decode + put + mix + G.711 encode):
+about 1-3 us per member stream per frame when two people talk and the others are gated
+or silent, about 10 us when everyone talks and the limiter works on every frame.  The
+numpy path has ~10 us of fixed cost per room and a fraction of a microsecond per extra
+contributor, so it takes over from chains of audioop calls at `numpy_from` contributors.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from collections.abc import Hashable, Iterator
 from functools import lru_cache
 from typing import Generic, TypeVar
@@ -54,7 +56,6 @@ _NO_ONE = 1 << 30  # "quiet for ever" for the gate counter
 class _Member:
     __slots__ = (
         "ann",
-        "buf",
         "contributing",
         "deaf",
         "dropped",
@@ -62,6 +63,10 @@ class _Member:
         "level",
         "loud_run",
         "muted",
+        "part",
+        "pkt",
+        "primed",
+        "q",
         "quiet_run",
         "talking",
         "trimmed",
@@ -70,7 +75,12 @@ class _Member:
     )
 
     def __init__(self) -> None:
-        self.buf = bytearray()  # decoded PCM16 waiting to be mixed (the jitter FIFO)
+        # the jitter FIFO: whole frames (frame-sized packets are queued as they come, no
+        # copy) plus the leftover of packets that are not a whole number of frames
+        self.q: deque[bytes] = deque()
+        self.part = bytearray()
+        self.pkt = 0  # bytes in the last put(): the member's packet size
+        self.primed = False  # playing out (else waiting for the prefill)
         self.ann = bytearray()  # a private prompt that replaces the mix while it plays
         self.muted = False
         self.deaf = False
@@ -80,8 +90,8 @@ class _Member:
         self.loud_run = 0
         self.quiet_run = _NO_ONE
         self.talking = False
-        self.window_min = _NO_ONE  # smallest FIFO level after a take in this window
-        self.dropped = 0  # bytes dropped because the FIFO overflowed or was trimmed
+        self.window_min = _NO_ONE  # fewest frames left after a take in this window
+        self.dropped = 0  # frames dropped because the FIFO overflowed or was trimmed
         self.trimmed = 0  # frames dropped to bring latency down
         self.underruns = 0  # ticks with no (complete) frame
 
@@ -131,7 +141,7 @@ class Mixer(Generic[K]):
         talk_attack_frames: int = 2,
         talk_hangover_frames: int = 25,
         gate: bool = False,
-        numpy_from: int = 6,
+        numpy_from: int = 8,
     ) -> None:
         """
         max_jitter_frames: FIFO bound per member; older audio beyond it is dropped.
@@ -159,7 +169,7 @@ class Mixer(Generic[K]):
         self.talk_hangover = talk_hangover_frames
         self.gate = gate
         self.numpy_from = max(2, numpy_from)
-        self._max_bytes = max_jitter_frames * self.frame_bytes
+        self._max_frames = max_jitter_frames
         self._members: dict[K, _Member] = {}
         self._ann = bytearray()  # room-wide announcement queue (join/leave tones)
         self._events: list[tuple[K, bool]] = []
@@ -220,18 +230,28 @@ class Mixer(Generic[K]):
         m = self._members.get(member_id)
         if m is None:
             return
-        buf = m.buf
-        buf += pcm
-        n = len(buf)
-        if n & 1:  # an odd byte would shift every later sample: drop it
-            del buf[-1]
-            n -= 1
-        excess = n - self._max_bytes
-        if excess > 0:
+        fb = self.frame_bytes
+        q = m.q
+        n = len(pcm)
+        if n == fb and not m.part:
+            q.append(pcm if type(pcm) is bytes else bytes(pcm))
+        else:
+            part = m.part
+            part += pcm
+            if n & 1:  # an odd byte would shift every later sample: drop it
+                del part[-1]
+            while len(part) >= fb:
+                q.append(bytes(part[:fb]))
+                del part[:fb]
+        p = m.pkt = n & ~1
+        cap = self._max_frames
+        if p > fb:
+            cap = max(cap, -(-(2 * p + fb) // fb))  # room for the prefill (see mix) + a packet
+        while len(q) > cap:
             # the member sends faster than we mix (clock drift, a burst after a stall):
-            # keep the newest audio, bounding latency to max_jitter_frames
-            del buf[:excess]
-            m.dropped += excess
+            # keep the newest audio, bounding latency
+            q.popleft()
+            m.dropped += 1
 
     def play(self, pcm: bytes) -> None:
         """Mix `pcm` into what every (non-deaf) member hears, e.g. `tone_join()`."""
@@ -264,8 +284,8 @@ class Mixer(Generic[K]):
     def stats(self, member_id: K) -> dict[str, int]:
         m = self._members[member_id]
         return {
-            "buffered_ms": len(m.buf) * 1000 // (2 * self.rate),
-            "dropped_ms": m.dropped * 1000 // (2 * self.rate),
+            "buffered_ms": (len(m.q) * self.frame_bytes + len(m.part)) * 500 // self.rate,
+            "dropped_ms": m.dropped * self.frame_bytes * 500 // self.rate,
             "trimmed_frames": m.trimmed,
             "underruns": m.underruns,
         }
@@ -285,34 +305,38 @@ class Mixer(Generic[K]):
         gate = self.gate
         hang = self.talk_hangover
         rms = audioop.rms
-        peak = audioop.max
 
         contrib: list[_Member] = []
         frames: list[bytes] = []
         ids: list[K] = []
-        bound = 0  # sum of contributors' peaks: if <= limit nothing can overflow
         limiting = self._total_gain < 1.0
         total_gain = self._total_gain
         for mid, m in self._members.items():
-            buf = m.buf
-            if len(buf) >= fb:
-                frame = bytes(buf[:fb])
-                del buf[:fb]
-                left = len(buf)
-                if left < m.window_min:
-                    m.window_min = left
+            q = m.q
+            if not m.primed:
+                # (re)start playout once a frame is buffered, or, for packets longer than a
+                # frame (30 ms ptime against the 20 ms tick), a packet and a frame: less would
+                # run dry between two packets every time
+                p = m.pkt
+                m.primed = len(q) * fb + len(m.part) >= (fb if p <= fb else p + fb)
+            frame: bytes | None
+            if m.primed and q:
+                frame = q.popleft()
+                if len(q) < m.window_min:
+                    m.window_min = len(q)
                 level = rms(frame, 2)
             else:
                 frame = None
                 level = 0
+                m.primed = False
                 m.underruns += 1
                 m.window_min = 0
             if window_end:
-                # a spare two frames the whole second long is latency nobody needs
-                if m.window_min >= 2 * fb:
-                    del m.buf[:fb]
+                # two spare frames for a whole second is latency nobody needs
+                if m.window_min >= 2:
+                    q.popleft()
                     m.trimmed += 1
-                    m.dropped += fb
+                    m.dropped += 1
                 m.window_min = _NO_ONE
             # talker detection
             m.level = level
@@ -329,11 +353,9 @@ class Mixer(Generic[K]):
                 if m.talking and m.quiet_run >= hang:
                     m.talking = False
                     self._events.append((mid, False))
-            if frame is None or m.muted or (gate and m.quiet_run >= hang):
-                m.contributing = False
-                continue
-            pk = peak(frame, 2)
-            if pk == 0:  # digital silence adds nothing
+            if frame is None or level == 0 or m.muted or (gate and m.quiet_run >= hang):
+                # absent, (near) digital silence: RMS under one step adds nothing, muted or
+                # gated out
                 m.contributing = False
                 continue
             if not m.contributing:
@@ -342,7 +364,6 @@ class Mixer(Generic[K]):
                 m.contributing = True
             if m.gain < 1.0:
                 limiting = True
-            bound += pk
             contrib.append(m)
             frames.append(frame)
             ids.append(mid)
@@ -353,7 +374,6 @@ class Mixer(Generic[K]):
             del self._ann[:fb]
             if len(extra) < fb:
                 extra += silence[len(extra):]
-            bound += peak(extra, 2)
 
         n = len(frames)
         own: list[bytes]
@@ -361,10 +381,13 @@ class Mixer(Generic[K]):
             total = silence
             own = []
             self._total_gain = 1.0
-        elif bound <= self.limit and not limiting and n < self.numpy_from:
-            total, own = self._mix_audioop(frames, extra)
         else:
-            total, own = self._mix_numpy(frames, extra, contrib, limiting)
+            res = None
+            if not limiting and n < self.numpy_from:
+                res = self._mix_audioop(frames, extra)
+            if res is None:
+                res = self._mix_numpy(frames, extra, contrib, limiting)
+            total, own = res
         self._last_all = total
 
         out: dict[K, bytes] = {}
@@ -382,10 +405,32 @@ class Mixer(Generic[K]):
                 out[mid] = o
         return out
 
-    def _mix_audioop(self, frames: list[bytes], extra: bytes | None) -> tuple[bytes, list[bytes]]:
-        """16-bit sums, exact because the peaks add up to no more than the limit."""
+    def _mix_audioop(self, frames: list[bytes],
+                     extra: bytes | None) -> tuple[bytes, list[bytes]] | None:
+        """16-bit sums when they are provably exact and under the limit, else None.
+
+        Exact when the contributors' peaks add up to no more than the limit: no partial sum
+        can then exceed it.  Two talkers (the usual overlap) get a finer test: each hears
+        the other unchanged, and only the total is checked after one add.
+        """
+        peak = audioop.max
         add = audioop.add
+        limit = self.limit
         n = len(frames)
+        bound = 0 if extra is None else peak(extra, 2)
+        top = 0
+        for f in frames:
+            p = peak(f, 2)
+            bound += p
+            if p > top:
+                top = p
+        if bound > limit:
+            if n == 2 and extra is None and top <= limit:
+                total = add(frames[0], frames[1], 2)
+                if peak(total, 2) <= limit:  # limit < 32767: nothing saturated either
+                    self._total_gain = 1.0
+                    return total, [frames[1], frames[0]]
+            return None
         self._total_gain = 1.0
         if extra is None:
             if n == 1:
@@ -446,19 +491,20 @@ class Mixer(Generic[K]):
         limit; only the first sub-frame can step down (no look-ahead across frames).
         """
         rows = s.shape[0]
-        k = self._k
-        sub = np.abs(s).reshape(rows, k, -1).max(axis=2)
-        gt = np.minimum(1.0, self.limit / np.maximum(sub, 1).astype(np.float64))
+        sub = np.abs(s).reshape(rows, self._k, -1).max(axis=2)
+        gt = self.limit / np.maximum(sub, self.limit)  # min(1, limit / peak), as float
         h = gt.copy()
         np.minimum(gt[:, :-1], gt[:, 1:], out=h[:, :-1])
-        # e[k] = min_j<=k h[j] r^(k-j), also <= g0 r^(k+1): a cumulative minimum
-        e = np.minimum.accumulate(h * self._rinv_pow, axis=1) * self._r_pow
+        # knots[:, k + 1] = e[k] = min over j <= k of h[j] r^(k-j) (<= h[k] <= 1), and
+        # <= g0 r^(k+1); knots[:, 0] = the gain the frame starts with
+        knots = np.empty((rows, self._k + 1))
+        e = knots[:, 1:]
+        np.minimum.accumulate(h * self._rinv_pow, axis=1, out=e)
+        e *= self._r_pow
         np.minimum(e, g0[:, None] * self._r_pow1, out=e)
-        np.minimum(e, 1.0, out=e)
-        start = np.empty_like(e)
-        start[:, 0] = np.minimum(g0, gt[:, 0])
-        start[:, 1:] = e[:, :-1]
-        g = (start[:, :, None] + (e - start)[:, :, None] * self._ramp).reshape(rows, -1)
-        y = np.rint(s * g)
-        np.clip(y, -32768, 32767, out=y)
-        return y.astype("<i2"), e[:, -1].copy()
+        np.minimum(g0, gt[:, 0], out=knots[:, 0])
+        start = knots[:, :-1, None]
+        g = start + (e[:, :, None] - start) * self._ramp
+        # |s * g| <= limit by construction: rounding cannot leave int16
+        y = np.rint(s * g.reshape(rows, -1))
+        return y.astype("<i2"), knots[:, -1].copy()

@@ -240,6 +240,8 @@ def parse_refer_to(value: str, *, strict: bool = True) -> ReferTarget:
             raise ParseError("display name not followed by <uri> in Refer-To")
     else:
         lt = text.find("<")
+        if lt > 0 and 0 <= text.find(";") < lt:
+            lt = -1  # the '<' is in a parameter of an addr-spec (+sip.instance="<urn:..>")
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
@@ -258,10 +260,11 @@ def parse_refer_to(value: str, *, strict: bool = True) -> ReferTarget:
     uri = addr.uri
     if isinstance(uri, SipURI) and uri.headers is not None:
         raise ParseError("bad headers in Refer-To URI")  # a '?' not followed by name=value
-    if isinstance(uri, str) and not uri[:4].lower() == "tel:":
-        raise ParseError(f"unsupported Refer-To URI {uri[:40]!r}")
-    if isinstance(uri, str) and len(uri) <= 4:
-        raise ParseError("empty tel: URI in Refer-To")
+    if isinstance(uri, str):
+        if uri[:4].lower() != "tel:":
+            raise ParseError(f"unsupported Refer-To URI {uri[:40]!r}")
+        if len(uri) <= 4:
+            raise ParseError("empty tel: URI in Refer-To")
 
     headers: dict[str, str] = {}
     replaces: Replaces | None = None

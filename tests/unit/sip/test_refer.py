@@ -157,6 +157,7 @@ BLIND = [
      "tel:+1-212-555-0101;phone-context=example.com"),
     ("<sip:*72%23@pbx>", "*72#", "sip:*72%23@pbx"),
     ("<sip:conference.example.com>", "", "sip:conference.example.com"),
+    ('sip:1004@pbx;+sip.instance="<urn:uuid:0f8016fc>"', "1004", "sip:1004@pbx"),
     ("  <SIP:800@pbx.example.com:5060;transport=UDP>  ", "800",
      "sip:800@pbx.example.com:5060;transport=UDP"),
 ]
