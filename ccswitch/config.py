@@ -911,6 +911,11 @@ class ExtensionConfig:
     codecs: list[Codec] = field(
         default_factory=lambda: ["PCMU", "PCMA"], metadata={"min_len": 1, "unique": True}
     )
+    # the number presented on calls out through a trunk (a direct line); default: the
+    # route's, then the trunk's caller_id
+    caller_id: str | None = field(default=None, metadata={
+        "number_like": True, "pattern": r"\+?[0-9*#]{1,32}",
+        "help": "digits, * and # with an optional leading +"})
 
 
 _TIME_RANGE = r"([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]"
@@ -1085,6 +1090,36 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConferenceConfig:
+    number: str = field(
+        metadata={"number_like": True, "pattern": _NUMBER_PATTERN, "help": _NUMBER_HELP})
+    name: str | None = None
+    pin: str | None = field(default=None, metadata={"number_like": True,
+                                                    "pattern": r"[0-9]{1,16}"})
+    moderator_pin: str | None = field(default=None, metadata={"number_like": True,
+                                                              "pattern": r"[0-9]{1,16}"})
+    max_members: int = field(default=0, metadata={"min": 0, "max": 1000})
+    record: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParkingConfig:
+    slots: str = field(default="701-709", metadata={"pattern": r"[0-9]+-[0-9]+"})
+    timeout: float = field(default=60.0, metadata={"min": 5, "max": 3600})
+    moh: str = "default"
+
+    def slot_numbers(self) -> list[str]:
+        a, b = self.slots.split("-")
+        width = len(a)
+        return [str(i).zfill(width) for i in range(int(a), int(b) + 1)]
+
+    def check_config(self, report: Report) -> None:
+        a, b = self.slots.split("-")
+        if int(a) > int(b) or int(b) - int(a) > 1000:
+            report.error(self, "slots", f"'{self.slots}': expected a small range like 701-709")
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeaturesConfig:
     """Feature codes dialled from a phone (or, for transfers, pressed during a call)."""
 
@@ -1100,6 +1135,170 @@ class FeaturesConfig:
     monitor_listen: str = "*61"
     monitor_whisper: str = "*62"
     monitor_barge: str = "*63"
+
+
+_TRUNK_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_SIP_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]{1,64}"
+_CALLER_NUMBER = r"\+?[0-9*#]{1,32}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrunkConfig:
+    """A SIP provider: how to reach it, how it authenticates us and how we recognise it.
+
+    Recognised inbound calls skip digest authentication: by source address
+    (`allowed_addresses`) or, for a registering trunk, by the Request-URI user being our
+    registered Contact user (which by default carries a token derived from the password,
+    so that it cannot be guessed)."""
+
+    host: str = field(metadata={"host": True})
+    port: int = field(default=5060, metadata={"min": 1, "max": 65535})
+    transport: Literal["udp", "tcp"] = "udp"
+    enabled: bool = True
+    register: bool = False
+    username: str | None = field(default=None, metadata={"number_like": True,
+                                                         "pattern": _SIP_USER})
+    password: str | None = field(default=None, repr=False,
+                                 metadata={"number_like": True, "max_len": 128})
+    auth_username: str | None = field(default=None, metadata={"number_like": True,
+                                                              "pattern": _SIP_USER})
+    realm: str | None = None  # answer only challenges for this realm
+    expires: int = field(default=3600, metadata={"min": 30, "max": 86400})
+    retry_min: float = field(default=5.0, metadata={"min": 1, "max": 3600})
+    retry_max: float = field(default=300.0, metadata={"min": 1, "max": 86400})
+    contact_user: str | None = field(default=None, metadata={"number_like": True,
+                                                             "pattern": _SIP_USER})
+    allowed_addresses: list[str] = field(default_factory=list, metadata={"unique": True})
+    did_source: Literal["auto", "request_uri", "to"] = "auto"
+    country_code: str | None = field(default=None, metadata={"number_like": True,
+                                                             "pattern": r"[0-9]{1,3}"})
+    from_user: str | None = field(default=None, metadata={"number_like": True,
+                                                          "pattern": _SIP_USER})
+    from_domain: str | None = field(default=None, metadata={"host": True})
+    caller_id: str | None = field(default=None, metadata={
+        "number_like": True, "pattern": _CALLER_NUMBER,
+        "help": "digits, * and # with an optional leading +"})
+    caller_id_name: str | None = field(default=None, metadata={"max_len": 64,
+                                                               "pattern": _NO_NEWLINE})
+    privacy: bool = False  # From: anonymous, the number only in P-Asserted-Identity
+    p_asserted_identity: bool = True
+    codecs: list[Codec] = field(
+        default_factory=lambda: ["PCMU", "PCMA"], metadata={"min_len": 1, "unique": True}
+    )
+    max_calls: int = field(default=0, metadata={"min": 0, "max": 100000})  # 0: no limit
+    progress_timeout: float = field(default=10.0, metadata={"min": 1, "max": 300})
+    external_address: str | None = field(default=None, metadata={"host": True})
+    rtp_symmetric: bool = True
+
+    def check_config(self, report: Report) -> None:
+        if self.register and not (self.username and self.password):
+            report.error(self, "register", "a registering trunk needs username and password",
+                         also=("username", "password"))
+        if self.password and not self.username and not self.auth_username:
+            report.error(self, "password", "a password needs a username (or auth_username)",
+                         also=("username", "auth_username"))
+        if self.retry_max < self.retry_min:
+            report.error(self, "retry_max", f"must be at least retry_min ({self.retry_min:g})",
+                         also=("retry_min",))
+        for a in self.allowed_addresses:
+            if parse_address_rule(a) is None:
+                report.error(self, "allowed_addresses", f"{a!r} is not an IP address, a "
+                             "network (203.0.113.0/24) or an address with a port "
+                             "(203.0.113.5:5060, [2001:db8::5]:5060)")
+
+
+def parse_address_rule(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                           int | None] | None:
+    """`203.0.113.5`, `203.0.113.0/24`, `203.0.113.5:5060` or `[2001:db8::5]:5060` ->
+    (network, port or None); None if it is none of these."""
+    s = text.strip()
+    port: int | None = None
+    if s.startswith("["):
+        host, sep, rest = s[1:].partition("]")
+        if not sep or not rest.startswith(":") or not rest[1:].isdigit():
+            return None
+        s, port = host, int(rest[1:])
+    elif s.count(":") == 1:
+        host, _, p = s.partition(":")
+        if not p.isdigit():
+            return None
+        s, port = host, int(p)
+    if port is not None and not 1 <= port <= 65535:
+        return None
+    try:
+        net = ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        return None
+    if port is not None and net.num_addresses != 1:
+        return None
+    return net, port
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboundRouteConfig:
+    """Dialled numbers matching `patterns` go out through `trunks`, tried in order."""
+
+    name: str = field(metadata={"min_len": 1, "max_len": 64, "pattern": _NO_NEWLINE})
+    patterns: list[str] = field(metadata={"min_len": 1, "number_like": True})
+    trunks: list[str] = field(metadata={"min_len": 1, "unique": True})
+    strip: int = field(default=0, metadata={"min": 0, "max": 32})
+    prepend: str = field(default="", metadata={"number_like": True, "max_len": 32})
+    caller_id: str | None = field(default=None, metadata={
+        "number_like": True, "pattern": _CALLER_NUMBER,
+        "help": "digits, * and # with an optional leading +"})
+    # extensions (numbers or patterns such as _10XX) allowed to use the route; absent: all
+    extensions: list[str] | None = field(default=None, metadata={"number_like": True})
+    emergency: bool = False
+
+    def check_config(self, report: Report) -> None:
+        from ccswitch.apps.routing import OutboundRoute
+
+        try:
+            OutboundRoute(name=self.name, patterns=list(self.patterns),
+                          trunks=list(self.trunks), strip=self.strip, prepend=self.prepend,
+                          caller_id=self.caller_id, allowed_extensions=self.extensions,
+                          emergency=self.emergency)
+        except ValueError as e:
+            report.error(self, "patterns", str(e),
+                         also=("trunks", "strip", "prepend", "extensions"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DidConfig:
+    """An inbound number (exact, `_` dial pattern or `re:` regex) and where it goes."""
+
+    number: str = field(metadata={"number_like": True, "min_len": 1, "max_len": 128})
+    flow: str | None = None
+    queue: str | None = None
+    extension: str | None = field(default=None, metadata={"number_like": True})
+    conference: str | None = field(default=None, metadata={"number_like": True})
+    trunks: list[str] | None = None  # only calls from these trunks; absent: any trunk
+
+    def target(self) -> tuple[str, str] | None:
+        for k in ("flow", "queue", "extension", "conference"):
+            v = getattr(self, k)
+            if v is not None:
+                return k, v
+        return None
+
+    @property
+    def exact(self) -> bool:
+        return not self.number.startswith(("_", "re:"))
+
+    def check_config(self, report: Report) -> None:
+        from ccswitch.apps.routing import DidRule
+
+        n = sum(getattr(self, k) is not None for k in ("flow", "queue", "extension",
+                                                       "conference"))
+        if n != 1:
+            report.error(self, None, f"DID {self.number}: give exactly one of flow, queue, "
+                         "extension, conference")
+            return
+        kind, target = self.target() or ("", "")
+        try:
+            DidRule(self.number, kind, target)
+        except ValueError as e:
+            report.error(self, "number", str(e))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1120,6 +1319,11 @@ class Config:
     speech: SpeechConfig = field(default_factory=SpeechConfig)
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    trunks: dict[str, TrunkConfig] = field(default_factory=dict)
+    outbound_routes: list[OutboundRouteConfig] = field(default_factory=list)
+    dids: list[DidConfig] = field(default_factory=list)
+    conferences: list[ConferenceConfig] = field(default_factory=list)
+    parking: ParkingConfig = field(default_factory=ParkingConfig)
 
     @property
     def file(self) -> str:
@@ -1154,6 +1358,13 @@ class Config:
         for q in self.queues.values():
             if q.number is not None:
                 yield q.number, "queue", q
+        for c in self.conferences:
+            yield c.number, "conference", c
+        for did in self.dids:
+            # an exact DID is dialled internally too (no hairpin through the provider);
+            # a DID that is its own extension's number is that extension, not a clash
+            if did.exact and did.extension != did.number:
+                yield did.number, "DID", did
 
     def check_config(self, report: Report) -> None:
         first: dict[str, tuple[str, object]] = {}
@@ -1168,6 +1379,38 @@ class Config:
             else:
                 message = f"number '{number}' is already used by the {kind0} at line {line0}"
             report.error(owner, "number", message)
+        _check_trunk_references(self, report)
+
+
+def _check_trunk_references(cfg: Config, report: Report) -> None:
+    """Names that point at trunks, flows' neighbours (queues, extensions) exist."""
+    for name, trunk in cfg.trunks.items():
+        if not re.fullmatch(_TRUNK_NAME, name):
+            report.error(trunk, None, f"trunk name {name!r}: use letters, digits, '_', '.', "
+                         "'-' (up to 64)")
+    for route in cfg.outbound_routes:
+        for t in route.trunks:
+            if t not in cfg.trunks:
+                report.error(route, "trunks", f"route {route.name!r}: no trunk named {t!r}"
+                             f"{_suggest(t, list(cfg.trunks))}")
+    names = [r.name for r in cfg.outbound_routes]
+    for i, route in enumerate(cfg.outbound_routes):
+        if route.name in names[:i]:
+            report.error(route, "name", f"duplicate outbound route name {route.name!r}")
+    for did in cfg.dids:
+        for t in did.trunks or ():
+            if t not in cfg.trunks:
+                report.error(did, "trunks", f"DID {did.number}: no trunk named {t!r}"
+                             f"{_suggest(t, list(cfg.trunks))}")
+        if did.queue is not None and did.queue not in cfg.queues:
+            report.error(did, "queue", f"DID {did.number}: no queue named {did.queue!r}"
+                         f"{_suggest(did.queue, list(cfg.queues))}")
+        if did.extension is not None and cfg.extension(did.extension) is None:
+            report.error(did, "extension", f"DID {did.number}: no extension {did.extension}")
+        if did.conference is not None and not any(
+                did.conference in (c.number, c.name) for c in cfg.conferences):
+            report.error(did, "conference", f"DID {did.number}: no conference "
+                         f"{did.conference!r} (give its number or name)")
 
 
 def load_config_text(text: str, name: str = "config.yaml", base_dir: Path | None = None) -> Config:
