@@ -46,9 +46,10 @@ def _socket_path(args: argparse.Namespace) -> str:
     return str(cfg.control.socket)
 
 
-def api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+def api(args: argparse.Namespace, method: str, path: str, body: Any = None,
+        timeout: float = 10.0) -> Any:
     sock = _socket_path(args)
-    conn = UnixHTTPConnection(sock)
+    conn = UnixHTTPConnection(sock, timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data else {}
@@ -70,6 +71,8 @@ def api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> A
         raise CliError(str(msg or "not found"), 4)
     if resp.status == 422 and isinstance(payload, dict):
         raise CliError(str(payload.get("message")), 1)
+    if resp.status == 400 and isinstance(payload, dict) and "error" in payload:
+        raise CliError(str(payload["error"]), 1)
     if resp.status >= 400:
         raise CliError(f"server error {resp.status}: {payload}", 1)
     return payload
@@ -256,6 +259,57 @@ def cmd_conference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trunks(args: argparse.Namespace) -> int:
+    trunks = api(args, "GET", "/api/trunks")
+    if args.json:
+        print(json.dumps(trunks, indent=2))
+        return 0
+    rows = []
+    for t in trunks:
+        reg = t.get("registration") or {}
+        expires = reg.get("expires_in")
+        nxt = reg.get("next_attempt_in")
+        if t["state"] in ("failed", "retrying") and nxt is not None:
+            when = f"retry in {nxt}s"
+        else:
+            when = f"{expires}s" if expires is not None else "-"
+        limit = f"/{t['max_calls']}" if t["max_calls"] else ""
+        rows.append([t["name"], t["mode"], t["state"], t["address"] or t["host"], when,
+                     f"{t['active_calls']}{limit}",
+                     f"{t['calls_in']}/{t['calls_out']}/{t['calls_failed']}",
+                     (t["last_error"] or "-")[:40]])
+    n = len(trunks)
+    _table(None, ["Trunk", "Mode", "State", "Address", "Expires", "Active", "In/Out/Failed",
+                  "Last error"], rows, f"{n} trunk{'s' if n != 1 else ''}")
+    return 0
+
+
+# originate outcomes -> exit codes (0 answered or placed; 4 not found is the API's 404)
+ORIGINATE_EXIT = {"answered": 0, "placed": 0, "busy": 5, "no_answer": 6, "failed": 7,
+                  "cancelled": 7}
+
+
+def cmd_originate(args: argparse.Namespace) -> int:
+    if (args.destination is None) == (args.flow is None):
+        raise CliError("give a DESTINATION number or --flow NAME (one of them)", 1)
+    body = {"source": args.source, "to": args.destination, "flow": args.flow,
+            "timeout": args.timeout, "caller_id": args.caller_id,
+            "caller_name": args.caller_name, "trunk": args.trunk, "wait": not args.no_wait}
+    # the source rings, then the destination: wait for both, plus a margin
+    r = api(args, "POST", "/api/originate", body, timeout=2 * args.timeout + 15)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        target = f"flow {args.flow}" if args.flow else args.destination
+        status = r.get("sip_status")
+        what = r["result"].replace("_", " ")
+        detail = f" ({r['stage']}, SIP {status})" if r["result"] not in (
+            "answered", "placed") and status else ""
+        call = f", call {r['call'][:12]}" if r.get("call") else ""
+        print(f"{args.source} -> {target}: {what}{detail}{call}")
+    return ORIGINATE_EXIT.get(r["result"], 1)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(api(args, "GET", "/api/status"), indent=2))
     return 0
@@ -296,6 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--last", type=int, default=20)
     sp.add_argument("--json", action="store_true")
     add("status", cmd_status, "server status")
+    sp = add("trunks", cmd_trunks, "SIP trunks: registration state, last error, active calls")
+    sp.add_argument("--json", action="store_true")
+    sp = add("originate", cmd_originate,
+             "place a call: ring an extension (or call a number), then dial DESTINATION "
+             "or run --flow")
+    sp.add_argument("source", help="an extension (rung first) or an outside number")
+    sp.add_argument("destination", nargs="?", help="the number to connect the source to")
+    sp.add_argument("--flow", help="run this flow when the source answers instead")
+    sp.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds each party may ring (default 30)")
+    sp.add_argument("--caller-id", help="caller ID number presented on the outside call")
+    sp.add_argument("--caller-name", help="caller name presented")
+    sp.add_argument("--trunk", help="call the outside number through this trunk, as given "
+                    "(default: the outbound routes)")
+    sp.add_argument("--no-wait", action="store_true",
+                    help="return once the call is placed, not when it is answered")
+    sp.add_argument("--json", action="store_true")
     sp = add("conference", cmd_conference, "conference list|show|mute|unmute|kick")
     sp.add_argument("action", choices=["list", "show", "mute", "unmute", "kick"])
     sp.add_argument("room", nargs="?")

@@ -42,6 +42,8 @@ class ControlServer:
             web.post("/api/conferences/{number}/{action}/{member}", self.conference_action),
             web.get("/api/parking", self.parking),
             web.get("/api/flows", self.flows),
+            web.get("/api/trunks", self.trunks),
+            web.post("/api/originate", self.originate),
         ])
         self.runner: web.AppRunner | None = None
         self.path: Path | None = None
@@ -159,6 +161,40 @@ class ControlServer:
     async def reload(self, request: web.Request) -> web.Response:
         ok, message = await self.server.reload()
         return web.json_response({"ok": ok, "message": message}, status=200 if ok else 422)
+
+    async def trunks(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.trunks.status())
+
+    async def originate(self, request: web.Request) -> web.Response:
+        """Place a call: {"source": extension or number, "to": number | "flow": name,
+        "timeout": s, "caller_id", "caller_name", "trunk", "wait": bool}.  200 with the
+        outcome (result: answered, busy, no_answer, failed, cancelled; or placed when not
+        waiting); 404 for an unknown flow / trunk / no route; 400 for a bad request."""
+        from ccswitch.apps.trunks import OriginateError
+
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("source"), str):
+            return web.json_response({"error": "expected a JSON object with 'source'"},
+                                     status=400)
+
+        def opt(key: str) -> str | None:
+            v = body.get(key)
+            return str(v) if v is not None else None
+
+        try:
+            timeout = float(body.get("timeout", 30))
+            result = await self.server.trunks.originate(
+                body["source"], to=opt("to"), flow=opt("flow"), timeout=timeout,
+                caller_id=opt("caller_id"), caller_name=opt("caller_name"),
+                trunk=opt("trunk"), wait=bool(body.get("wait", True)))
+        except OriginateError as e:
+            return web.json_response({"error": str(e)}, status=e.status)
+        except (TypeError, ValueError) as e:
+            return web.json_response({"error": str(e)}, status=400)
+        return web.json_response(result)
 
     async def flows(self, request: web.Request) -> web.Response:
         fs = self.server.flows

@@ -463,7 +463,7 @@ class SipUA:
         )
         try:
             sym = ext.rtp_symmetric if ext else symmetric
-            ep = await self.engine.create_endpoint(symmetric=sym)
+            ep = await self.engine.create_endpoint(symmetric=sym, ipv6=":" in ch.peer.host)
         except OSError as e:
             log.error("no RTP port for outbound call: %s", e)
             ch._set_gone("SWITCH_CONGESTION")
@@ -499,7 +499,7 @@ class SipUA:
         )
         try:
             ep = await self.engine.create_endpoint(
-                symmetric=trunk.rtp_symmetric if trunk else True)
+                symmetric=trunk.rtp_symmetric if trunk else True, ipv6=":" in peer.host)
         except OSError as e:
             log.error("no RTP port for outbound call: %s", e)
             ch._set_gone("SWITCH_CONGESTION")
@@ -658,7 +658,8 @@ class SipChannel(Channel):
         try:
             ep = await ua.engine.create_endpoint(
                 symmetric=self.ext.rtp_symmetric if self.ext else
-                self.trunk.rtp_symmetric if self.trunk else True)
+                self.trunk.rtp_symmetric if self.trunk else True,
+                ipv6=":" in self.peer.host)
         except OSError as e:
             log.error("no RTP port: %s", e)
             self.hangup("SWITCH_CONGESTION")

@@ -116,6 +116,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.rtcp: asyncio.DatagramTransport | None = None
         self.remote: Addr | None = None
+        self.family = socket.AF_INET
         self.latched = False
         self._candidate: Addr | None = None
         self._candidate_n = 0
@@ -146,8 +147,11 @@ class Endpoint(asyncio.DatagramProtocol):
         pass  # ICMP port unreachable while the far end is not listening yet: not fatal
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
-        if addr != self.remote and not self._accept_source(addr):
-            return
+        if addr != self.remote:
+            if len(addr) > 2:
+                addr = (addr[0], addr[1])  # IPv6: drop flowinfo and scope id
+            if addr != self.remote and not self._accept_source(addr):
+                return
         if len(data) < 12 or data[0] >> 6 != 2:
             return
         pt = data[1] & 0x7F
@@ -363,9 +367,25 @@ class MediaEngine:
     def ports_free(self) -> int:
         return (self.port_max - self.port_min + 1) // 2 - len(self._used)
 
-    async def create_endpoint(self, symmetric: bool = True) -> Endpoint:
+    @property
+    def bind_host6(self) -> str | None:
+        """Where IPv6 media binds: the configured address if it is IPv6, else the IPv6
+        counterpart of an IPv4 wildcard or loopback (dual-stack media)."""
+        h = self.bind_host
+        if ":" in h:
+            return h
+        if h == "0.0.0.0":
+            return "::"
+        if h.startswith("127."):
+            return "::1"
+        return None
+
+    async def create_endpoint(self, symmetric: bool = True, ipv6: bool = False) -> Endpoint:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        host = self.bind_host
+        if ipv6 and self.bind_host6 is not None:
+            host = self.bind_host6
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         n = (self.port_max - self.port_min + 1) // 2
         if n <= len(self._used):
             raise OSError(errno.EADDRINUSE, "RTP port range exhausted")
@@ -377,8 +397,11 @@ class MediaEngine:
             rtp_sock = socket.socket(family, socket.SOCK_DGRAM)
             rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                rtp_sock.bind((self.bind_host, port))
-                rtcp_sock.bind((self.bind_host, port + 1))
+                if family == socket.AF_INET6:
+                    for s in (rtp_sock, rtcp_sock):
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                rtp_sock.bind((host, port))
+                rtcp_sock.bind((host, port + 1))
             except OSError:
                 rtp_sock.close()
                 rtcp_sock.close()
@@ -387,6 +410,7 @@ class MediaEngine:
             rtcp_sock.setblocking(False)
             self._used.add(port)
             ep = Endpoint(self, port, symmetric)
+            ep.family = family
             await loop.create_datagram_endpoint(lambda ep=ep: ep, sock=rtp_sock)  # type: ignore[misc]
             t, _ = await loop.create_datagram_endpoint(_Sink, sock=rtcp_sock)
             ep.rtcp = t

@@ -552,7 +552,10 @@ class TransactionLayer:
         m = method or ("INVITE" if req.method == "ACK" else req.method)
         branch = via.branch
         if branch and branch.startswith(MAGIC):
-            return f"{branch}|{via.sent_by}|{m}"
+            # the CSeq number too: some UAs (pyVoIP) resend a challenged INVITE with the
+            # same branch and CSeq+1; CANCEL and the ACK of a non-2xx carry the INVITE's
+            # number, so their matching is unchanged
+            return f"{branch}|{via.sent_by}|{m}|{req.cseq[0]}"
         # RFC 2543 peers: no magic cookie, match on dialog-ish identifiers (§17.2.3)
         return f"2543|{req.call_id}|{req.cseq[0]}|{req.from_tag}|{via.sent_by}|{m}|{req.uri}"
 

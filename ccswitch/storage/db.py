@@ -56,7 +56,48 @@ _V1_CDR: tuple[str, ...] = (
     'CREATE INDEX cdr_open ON cdr (call_uuid) WHERE "end" IS NULL',
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CDR,)
+# Queue (ACD) history: one row per queue call, one per agent state span
+# (ccswitch/storage/queue_log.py).
+_V2_QUEUE_LOG: tuple[str, ...] = (
+    """
+    CREATE TABLE queue_call (
+        id            INTEGER PRIMARY KEY,
+        queue         TEXT NOT NULL,
+        caller_id     TEXT NOT NULL,
+        number        TEXT NOT NULL DEFAULT '',
+        joined        REAL NOT NULL,
+        answered      REAL,
+        ended         REAL NOT NULL,
+        agent         TEXT NOT NULL DEFAULT '',
+        outcome       TEXT NOT NULL,
+        wait          REAL NOT NULL DEFAULT 0,
+        talk          REAL NOT NULL DEFAULT 0,
+        wrapup        REAL NOT NULL DEFAULT 0,
+        callback      INTEGER NOT NULL DEFAULT 0,
+        priority      INTEGER NOT NULL DEFAULT 0,
+        service_level REAL NOT NULL DEFAULT 0,
+        position      INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX queue_call_joined ON queue_call (queue, joined)",
+    "CREATE INDEX queue_call_agent ON queue_call (agent, joined)",
+    """
+    CREATE TABLE agent_state (
+        id      INTEGER PRIMARY KEY,
+        agent   TEXT NOT NULL,
+        state   TEXT NOT NULL,
+        reason  TEXT NOT NULL DEFAULT '',
+        queue   TEXT NOT NULL DEFAULT '',
+        start   REAL NOT NULL,
+        "end"   REAL NOT NULL,
+        result  TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    # Spans overlapping [since, until) are found from their end.
+    'CREATE INDEX agent_state_end ON agent_state (agent, "end")',
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_CDR, _V2_QUEUE_LOG)
 
 
 class DatabaseTooNew(RuntimeError):

@@ -94,7 +94,7 @@ class RawSip:
                 branch: str | None = None, via_params: str = ";rport",
                 extra: list[str] | None = None, body: bytes = b"",
                 content_length: int | None = None, omit: tuple[str, ...] = (),
-                contact: str | None = None) -> bytes:
+                contact: str | None = None, from_tag: str | None = None) -> bytes:
         user = user or self.user
         to_user = to_user or user
         ruri = ruri or f"sip:{self.remote}"
@@ -103,7 +103,7 @@ class RawSip:
             f"Via: SIP/2.0/{tp} {self.local};branch={branch or 'z9hG4bK' + secrets.token_hex(8)}"
             f"{via_params}",
             "Max-Forwards: 70",
-            f"From: <sip:{user}@{self.remote}>;tag={secrets.token_hex(4)}",
+            f"From: <sip:{user}@{self.remote}>;tag={from_tag or secrets.token_hex(4)}",
             f"To: <sip:{to_user}@{self.remote}>",
             f"Call-ID: {call_id or secrets.token_hex(10)}@test",
             f"CSeq: {cseq} {method}",
@@ -207,3 +207,76 @@ class RawSip:
 
     async def options(self, timeout: float = 3.0) -> RawResponse | None:
         return await self.transact(self.request("OPTIONS"), timeout)
+
+
+@dataclass
+class RawCall:
+    """Dialog state of a call placed by :func:`place_call` (enough for ACK and BYE)."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str
+    from_user: str
+    ruri: str
+    cseq: int
+    answer: RawResponse
+
+
+async def place_call(s: RawSip, number: str, user: str, password: str, sdp: bytes,
+                     timeout: float = 10.0) -> RawCall:
+    """INVITE -> 401 -> ACK -> INVITE with digest -> 200 -> ACK, by hand."""
+    from ccswitch.sip.auth import build_authorization
+
+    call_id = secrets.token_hex(10)
+    from_tag = secrets.token_hex(4)
+    ruri = f"sip:{number}@{s.remote}"
+
+    def invite(cseq: int, branch: str, extra: list[str]) -> bytes:
+        return s.request("INVITE", ruri, user=user, to_user=number, call_id=call_id,
+                         from_tag=from_tag, cseq=cseq, branch=branch, body=sdp,
+                         extra=["Content-Type: application/sdp", *extra])
+
+    b1 = "z9hG4bK" + secrets.token_hex(8)
+    r = await s.transact(invite(1, b1, []), timeout)
+    if r is None or r.status != 401:
+        raise AssertionError(f"expected a 401 challenge, got {r}")
+    to_hdr = r.get("To") or ""
+    await s.send(_ack(s, ruri, user, number, call_id, from_tag, to_hdr, 1, b1))
+    chal = r.get("WWW-Authenticate")
+    assert chal is not None
+    auth = build_authorization(chal, "INVITE", ruri, user, password)
+    b2 = "z9hG4bK" + secrets.token_hex(8)
+    r = await s.transact(invite(2, b2, [f"Authorization: {auth}"]), timeout)
+    if r is None or r.status != 200:
+        raise AssertionError(f"call not answered: {r}")
+    to_hdr = r.get("To") or ""
+    to_tag = to_hdr.split(";tag=")[1].split(";")[0]
+    await s.send(_ack(s, ruri, user, number, call_id, from_tag, to_hdr, 2,
+                      "z9hG4bK" + secrets.token_hex(8)))
+    return RawCall(call_id, from_tag, to_tag, user, ruri, 2, r)
+
+
+def _ack(s: RawSip, ruri: str, user: str, number: str, call_id: str, from_tag: str,
+         to_hdr: str, cseq: int, branch: str) -> bytes:
+    return (f"ACK {ruri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/{s.transport.upper()} {s.local};branch={branch};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:{user}@{s.remote}>;tag={from_tag}\r\n"
+            f"To: {to_hdr}\r\n"
+            f"Call-ID: {call_id}@test\r\n"
+            f"CSeq: {cseq} ACK\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+async def hang_up(s: RawSip, call: RawCall, timeout: float = 3.0) -> RawResponse | None:
+    call.cseq += 1
+    bye = (f"BYE {call.ruri} SIP/2.0\r\n"
+           f"Via: SIP/2.0/{s.transport.upper()} {s.local};branch=z9hG4bK"
+           f"{secrets.token_hex(8)};rport\r\n"
+           "Max-Forwards: 70\r\n"
+           f"From: <sip:{call.from_user}@{s.remote}>;tag={call.from_tag}\r\n"
+           f"To: {call.answer.get('To')}\r\n"
+           f"Call-ID: {call.call_id}@test\r\n"
+           f"CSeq: {call.cseq} BYE\r\n"
+           "Content-Length: 0\r\n\r\n").encode()
+    return await s.transact(bye, timeout)

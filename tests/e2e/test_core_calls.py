@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.rawsip import RawSip
+import numpy as np
+
+from tests.e2e.rawsip import RawSip, hang_up, place_call
 from tests.e2e.server import CcswitchServer, running_server
 from tests.peers import audio, netutil
 from tests.peers.baresip import Baresip
@@ -78,6 +82,7 @@ async def test_sipp_pcap_call_into_baresip(server: CcswitchServer, tmp_path: Pat
     assert "SIP/2.0 401 Unauthorized" in msgs
     assert re.search(r"ACK sip:1002@", msgs)
     assert re.search(r"Authorization: Digest .*username=\"1001\"", msgs)
+    assert "SIP/2.0 100 Trying" in msgs  # once authenticated, the INVITE is proceeding
     # the phone heard the pcap (non-silent audio for most of the call)
     assert rx is not None
     rate, x = audio.load_mono(rx)
@@ -308,7 +313,7 @@ async def test_cli_channels_hangup_and_cdr(server: CcswitchServer, tmp_path: Pat
         assert missing.returncode == 4
     await no_channels(server)
     (c,) = await finished_cdrs(server)
-    assert c["disposition"] == "ANSWERED"
+    assert (c["disposition"], c["hangup_cause"]) == ("ANSWERED", "NORMAL_CLEARING")
     r = await asyncio.to_thread(server.cli, "cdr", "--last", "5")
     for col in ("Start", "Caller", "Callee", "Disposition", "Cause"):
         assert col in r.stdout
@@ -320,7 +325,7 @@ async def test_cli_channels_hangup_and_cdr(server: CcswitchServer, tmp_path: Pat
 # ---------------------------------------------------------------- IPv6
 async def test_ipv6_phones_call_each_other(tmp_path: Path) -> None:
     """Both phones on [::1]: REGISTER, INVITE and RTP over IPv6 (media bound to ::1)."""
-    with running_server(tmp_path / "srv", {"rtp": {"address": "::1"}}, ipv6=True) as server:
+    with running_server(tmp_path / "srv", ipv6=True) as server:
         dom = f"[::1]:{server.port}"
 
         def v6phone(ext: str, **kw: Any) -> Baresip:
@@ -342,3 +347,76 @@ async def test_ipv6_phones_call_each_other(tmp_path: Path) -> None:
         assert hears(a, B_TONE) and hears(b, A_TONE)
         (c,) = await finished_cdrs(server)
         assert c["disposition"] == "ANSWERED"
+
+
+# ---------------------------------------------------------------- symmetric RTP (NAT)
+def _ulaw_encode(x: np.ndarray) -> bytes:
+    """G.711 mu-law from the textbook (not the product's codec)."""
+    s = np.clip(np.round(x * 32767), -32768, 32767).astype(np.int32)
+    sign = np.where(s < 0, 0x80, 0)
+    mag = np.minimum(np.abs(s), 32635) + 0x84
+    exp = np.clip(np.floor(np.log2(np.maximum(mag >> 7, 1))).astype(np.int32), 0, 7)
+    mant = (mag >> (exp + 3)) & 0x0F
+    return bytes((~(sign | (exp << 4) | mant) & 0xFF).astype(np.uint8))
+
+
+def _ulaw_decode(b: bytes) -> np.ndarray:
+    u = ~np.frombuffer(b, dtype=np.uint8).astype(np.int32) & 0xFF
+    exp = (u >> 4) & 7
+    mag = (((u & 0x0F) << 3) + 0x84 << exp) - 0x84
+    return np.where(u & 0x80, -mag, mag).astype(np.float64) / 32768.0
+
+
+async def test_symmetric_rtp_latches_to_real_source(server: CcswitchServer,
+                                                    tmp_path: Path) -> None:
+    """A caller behind NAT: its SDP names one port, its RTP comes from another.  The
+    server must send media back to where the RTP really comes from."""
+    real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    decoy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the port the SDP names
+    real.bind(("127.0.0.1", 0))
+    decoy.bind(("127.0.0.1", 0))
+    real.setblocking(False)
+    decoy.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        async with phone(server, tmp_path, "1002", answermode="auto",
+                         source=tone(tmp_path, B_TONE)) as b, \
+                RawSip("127.0.0.1", server.port) as s:
+            assert await b.register()
+            sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                   f"m=audio {decoy.getsockname()[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                   "a=sendrecv\r\n").encode()
+            call = await place_call(s, "1002", "1001", "secret1001", sdp)
+            body = call.answer.body.decode()
+            host = re.search(r"c=IN IP4 (\S+)", body)
+            port = re.search(r"m=audio (\d+)", body)
+            assert host and port, body
+            dst = (host.group(1), int(port.group(1)))
+            await b.wait_established(5)
+
+            pcm = _ulaw_encode(audio.tone(A_TONE, 3.0, 8000, 0.5))
+            got: list[bytes] = []
+
+            async def receive() -> None:
+                while True:
+                    data = await loop.sock_recv(real, 2048)
+                    if len(data) > 12 and data[1] & 0x7F == 0:
+                        got.append(data[12:])
+
+            rx = asyncio.ensure_future(receive())
+            t0 = loop.time()
+            for i in range(150):  # 3 s of 20 ms packets from the "real" port
+                hdr = struct.pack("!BBHII", 0x80, 0x80 if i == 0 else 0, i, i * 160, 0x1234)
+                await loop.sock_sendto(real, hdr + pcm[i * 160:(i + 1) * 160], dst)
+                await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.02 - loop.time()))
+            rx.cancel()
+            r = await hang_up(s, call)
+            assert r is not None and r.status == 200
+            await b.wait_closed(5)
+        assert len(got) > 75, f"only {len(got)} RTP packets came back to the real source"
+        x = _ulaw_decode(b"".join(got))
+        assert audio.tone_present(x, 8000, B_TONE), "the callee's audio did not come back"
+        assert hears(b, A_TONE), "the callee did not hear the NATed caller"
+    finally:
+        real.close()
+        decoy.close()

@@ -1,39 +1,38 @@
 """pyVoIP 1.6.8 (a third SIP stack, pure Python) registers, answers and places calls.
 
-pyVoIP's quirks are listed in tests/peers/pyvoip_peer.py (SERVER_REQUIREMENTS). Two
-of them are not handled by the server yet, so these tests are expected to fail
-(strict: they turn red once the server copes, to have the marker removed):
+pyVoIP's quirks are listed in tests/peers/pyvoip_peer.py (SERVER_REQUIREMENTS).  Its
+digest answers are RFC 2069 style (no qop/nc/cnonce although qop="auth" is offered):
+``Authorization: Digest username="1003",realm="ccswitch",nonce="...",
+uri="sip:127.0.0.1;transport=UDP",response="<md5>",algorithm=MD5``, so its
+extension is configured with ``legacy_digest: true``; the same extension without it
+must not register.
 
-* its digest response is RFC 2069 style: no qop/nc/cnonce although the challenge
-  offers qop="auth", e.g.
-  ``Authorization: Digest username="1003",realm="ccswitch",nonce="...",
-  uri="sip:127.0.0.1;transport=UDP",response="<md5>",algorithm=MD5``;
-  ccswitch.sip.auth.DigestServer.verify refuses it ("qop missing") and challenges
-  again, so pyVoIP never registers;
-* the INVITE it retries with credentials reuses the first INVITE's Via branch (with
-  CSeq 2), so the transaction layer takes it for a retransmission of the challenged
-  INVITE (whose transaction is Confirmed) and absorbs it: no response at all.
-
-With the first point worked around (DigestServer(qop=False), tried by hand), pyVoIP
-registers and answers a call from baresip with audio both ways (symmetric RTP is fine).
+Placing a call is still expected to fail (strict: the test turns red once the server
+copes, to have the marker removed): the INVITE pyVoIP retries with credentials reuses
+the first INVITE's Via branch (with CSeq 2), so the transaction layer takes it for a
+retransmission of the challenged INVITE (whose transaction is Confirmed) and absorbs
+it: no response at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import CcswitchServer
+from tests.e2e.server import DEMO_EXTENSIONS, CcswitchServer, running_server
 from tests.e2e.test_core_calls import A_TONE, B_TONE, finished_cdrs, hears, phone, tone
 from tests.peers import audio
 from tests.peers.pyvoip_peer import PyVoipError, PyVoipPeer
 
-RFC2069 = ("pyVoIP answers a qop=auth challenge RFC 2069 style (no qop/nc/cnonce); "
-           "ccswitch.sip.auth refuses it with 'qop missing' (reported to the lead)")
-SAME_BRANCH = ("pyVoIP retries the challenged INVITE with the same Via branch; the "
-               "transaction layer absorbs it as a retransmission (reported to the lead)")
+
+@pytest.fixture
+def legacy_server(tmp_path: Path) -> Iterator[CcswitchServer]:
+    exts = [dict(e, legacy_digest=e["number"] == "1003") for e in DEMO_EXTENSIONS]
+    with running_server(tmp_path / "server", {"extensions": exts}) as srv:
+        yield srv
 
 
 def pyvoip(server: CcswitchServer, **kw: object) -> PyVoipPeer:
@@ -41,9 +40,17 @@ def pyvoip(server: CcswitchServer, **kw: object) -> PyVoipPeer:
                       register_timeout=3.0, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason=RFC2069, raises=PyVoipError)
-async def test_pyvoip_registers_and_answers_a_call(server: CcswitchServer,
+async def test_pyvoip_needs_legacy_digest(server: CcswitchServer) -> None:
+    """Without legacy_digest the qop-less answer is refused (qop is not optional)."""
+    with pytest.raises(PyVoipError, match="registration failed"):
+        async with pyvoip(server):
+            pass
+    assert await server.acli_json("registrations") == []
+
+
+async def test_pyvoip_registers_and_answers_a_call(legacy_server: CcswitchServer,
                                                    tmp_path: Path) -> None:
+    server = legacy_server
     async with pyvoip(server, tone_hz=A_TONE) as p, \
             phone(server, tmp_path, "1002", source=tone(tmp_path, B_TONE)) as b:
         assert p.registered and await b.register()
@@ -62,8 +69,9 @@ async def test_pyvoip_registers_and_answers_a_call(server: CcswitchServer,
     assert (c["caller"], c["callee"], c["disposition"]) == ("1002", "1003", "ANSWERED")
 
 
-@pytest.mark.xfail(strict=True, reason=f"{RFC2069}; {SAME_BRANCH}")
-async def test_pyvoip_places_a_call(server: CcswitchServer, tmp_path: Path) -> None:
+
+async def test_pyvoip_places_a_call(legacy_server: CcswitchServer, tmp_path: Path) -> None:
+    server = legacy_server
     async with pyvoip(server, tone_hz=A_TONE) as p, \
             phone(server, tmp_path, "1002", answermode="auto",
                   source=tone(tmp_path, B_TONE)) as b:

@@ -1,8 +1,39 @@
-"""The ACD's data model: states, queue settings, agents, callers, offers, records.
+"""The ACD's data model: states, queue settings, agents, callers, offers, events, records.
 
 Plain data, no behaviour beyond small helpers; `core.Acd` owns every mutation.
 The `Agent` and `Caller` objects that `Acd` hands out (get_agent, get_caller)
 are its live objects: read them, never write them.
+
+Events (dicts: "event" = the name, then these fields; times are not
+included: the bus stamps them):
+
+QUEUE_CALLER_JOIN    queue caller number position priority skills count
+QUEUE_CALLER_LEAVE   queue caller number reason position wait agent callback
+                     keeps_place joined [+ overflow (timeout) | target (transferred)]
+    reason: answered (the caller is bridged to `agent`), abandoned, timeout,
+    empty (leave_when_empty), transferred, queue_removed, cancelled (a pending
+    callback cancelled), callback_failed, callback (keeps_place=True: the
+    caller hung up to be called back, the entry stays), and for a join refused
+    (joined=False, no JOIN before): full, empty.
+    The caller is still on the line after timeout / empty / queue_removed:
+    the lead sends it on (`overflow`, or the flow's error edge).
+QUEUE_CALLER_OFFER   queue caller number agents timeout attempt callback priority position
+QUEUE_OFFER_CANCEL   queue caller agent reason
+    The lead must stop ringing `agent` for `caller`. reason: caller_left,
+    answered_elsewhere (ringall), timeout (ring timeout), max_wait,
+    agent_logout, agent_busy, callback, transferred, queue_removed, empty.
+QUEUE_CALLER_SKILLS  queue caller step skills (the required levels after widening)
+QUEUE_CALLBACK_REQUEST queue caller number position
+QUEUE_CALL_END       queue caller agent outcome wait talk wrapup callback retry
+    once per answered offer: outcome answered / transferred, or callback (the
+    callback's customer was not reached; retry: the entry waits again)
+QUEUE_TIMEOUT        queue caller number overflow wait
+QUEUE_MEMBER_LOGIN   queue agent penalty
+QUEUE_MEMBER_LOGOUT  queue agent reason (agent, config, queue_removed)
+AGENT_STATE          agent name state prev_state reason pause_reason queue
+    reason = what caused the change: login, logout, offer, answered,
+    call_ended, wrapup_end, pause, unpause, autopause, no_answer, busy,
+    rejected, error, cancelled, direct_call / direct_call_end, config...
 """
 
 from __future__ import annotations

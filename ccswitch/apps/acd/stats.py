@@ -9,10 +9,11 @@ Service level (per queue threshold T seconds):
     SL = answered with wait <= T / (answered + unanswered with wait > T)
 
 where "unanswered" = abandoned, timeout and empty (callers who hung up or
-were sent away); transferred-out callers and callbacks never completed are
-left out, and so are callers who gave up within T ("short abandons" are not
-the queue's fault). Asterisk's `servicelevel` is answered-within-T /
-(answered + abandoned): the same except that it also counts short abandons.
+were sent away); callers who left for another destination and callers who
+gave up within T ("short abandons", not the queue's fault) are left out, and
+so are callbacks altogether (their wait is not time spent on hold; they are
+counted separately). Asterisk's is answered-within-T / (answered +
+abandoned): it counts short abandons against the queue and ignores timeouts.
 No call in the denominator: SL is None.
 
 Estimated wait (announced to a caller at `position`):
@@ -59,7 +60,8 @@ class QueueHistory:
     handles: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     offered: int = 0  # callers who joined
     answered: int = 0
-    answered_within: int = 0  # answered with wait <= service_level
+    sl_answered: int = 0  # answered, callbacks excluded
+    answered_within: int = 0  # of which with wait <= service_level
     abandoned: int = 0
     timeouts: int = 0
     unanswered_late: int = 0  # abandoned / timeout / empty with wait > service_level
