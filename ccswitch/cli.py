@@ -212,6 +212,7 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
         return shutil.which("espeak-ng") is not None
 
     ctx = Context(prompts_dir=Path(cfg.prompts.directory), schedules=set(cfg.schedules),
+                  queues=set(cfg.queues),
                   numbers={e.number for e in cfg.extensions}, flows=known,
                   tts_available=cfg.tts.enabled and tts_available())
     try:
@@ -285,8 +286,8 @@ def cmd_trunks(args: argparse.Namespace) -> int:
 
 
 # originate outcomes -> exit codes (0 answered or placed; 4 not found is the API's 404)
-ORIGINATE_EXIT = {"answered": 0, "placed": 0, "busy": 5, "no_answer": 6, "failed": 7,
-                  "cancelled": 7}
+ORIGINATE_EXIT = {"answered": 0, "placed": 0, "busy": 5, "no_answer": 6, "unavailable": 7,
+                  "failed": 7, "cancelled": 7}
 
 
 def cmd_originate(args: argparse.Namespace) -> int:
@@ -308,6 +309,104 @@ def cmd_originate(args: argparse.Namespace) -> int:
         call = f", call {r['call'][:12]}" if r.get("call") else ""
         print(f"{args.source} -> {target}: {what}{detail}{call}")
     return ORIGINATE_EXIT.get(r["result"], 1)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}%"
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else _fmt_duration(v)
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    qs = api(args, "GET", "/api/queues")
+    if args.json:
+        print(json.dumps(qs, indent=2))
+        return 0
+    rows = []
+    for q in qs:
+        a = q["agents"]
+        rows.append([q["name"], q["number"] or "-", q["strategy"], str(q["waiting"]),
+                     _secs(q["longest_wait"]), f"{a['available']}/{a['logged_in']}",
+                     str(a["on_call"]), str(a["paused"]), str(a["wrap_up"]),
+                     _pct(q["service_level_today"])])
+    _table(None, ["Queue", "Number", "Strategy", "Waiting", "Longest", "Avail/In", "On call",
+                  "Paused", "Wrap-up", "SL"], rows,
+           f"{len(qs)} queue{'s' if len(qs) != 1 else ''}")
+    return 0
+
+
+def cmd_queue_show(args: argparse.Namespace) -> int:
+    q = api(args, "GET", f"/api/queues/{_q(args.name)}")
+    if args.json:
+        print(json.dumps(q, indent=2))
+        return 0
+    a = q["agents"]
+    print(f"{q['name']} ({q['strategy']}): {q['waiting']} waiting, longest "
+          f"{_secs(q['longest_wait'])}; agents {a['available']} available, {a['ringing']} "
+          f"ringing, {a['on_call']} on call, {a['wrap_up']} wrap-up, {a['paused']} paused; "
+          f"SL {_pct(q['service_level_today'])}")
+    rows = [[m["agent"], m["name"], m["state"] if m["logged_in"] else "logged_out",
+             _secs(m["duration"]), m["pause_reason"] or "-", str(m["penalty"]),
+             str(m["calls_taken"])] for m in q["members"]]
+    _table("Members", ["Agent", "Name", "State", "For", "Pause reason", "Penalty", "Calls"],
+           rows, "")
+    rows = [[str(c["position"]), c["caller"], c["channel"], _secs(c["wait"]), str(c["priority"]),
+             "yes" if c["callback"] else "-", c["state"]] for c in q["callers"]]
+    _table("Callers", ["Pos", "Caller", "Channel", "Wait", "Prio", "Callback", "State"], rows,
+           f"{len(rows)} caller{'s' if len(rows) != 1 else ''}")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    ags = api(args, "GET", "/api/agents")
+    if args.json:
+        print(json.dumps(ags, indent=2))
+        return 0
+    rows = [[a["agent"], a["name"], a["state"], _secs(a["duration"]), a["pause_reason"] or "-",
+             ", ".join(a["queues"]) or "-", str(a["calls_taken"])] for a in ags]
+    _table(None, ["Agent", "Name", "State", "For", "Pause reason", "Queues", "Calls"], rows,
+           f"{len(ags)} agent{'s' if len(ags) != 1 else ''}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.queue:
+        body["queue"] = args.queue
+    if args.reason:
+        body["reason"] = args.reason
+    r = api(args, "POST", f"/api/agents/{_q(args.agent)}/{args.action}", body)
+    print(json.dumps(r) if args.json else f"agent {r['agent']}: {r['action']} -> {r['result']}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    now = time.time()
+    lt = time.localtime(now)
+    midnight = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+    since = midnight if args.today or args.since is None else args.since
+    bucket = args.bucket
+    s = api(args, "GET", f"/api/queues/{_q(args.name)}/stats?since={since}"
+                         f"&until={now + 1}&bucket={bucket}")
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+
+    def row(label: str, b: dict[str, Any]) -> list[str]:
+        return [label, str(b["offered"]), str(b["answered"]), str(b["abandoned"]),
+                _pct(None if b["abandon_rate"] is None else 100 * b["abandon_rate"]),
+                _pct(b["service_level"]), _secs(b["asa"]), _secs(b["aht"]),
+                str(b.get("callbacks", 0))]
+
+    rows = [row(time.strftime("%H:%M", time.localtime(b["start"])), b)
+            for b in s["buckets"] if b["offered"]]
+    rows.append(row("total", s["total"]))
+    _table(f"Queue {args.name} since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}",
+           ["Interval", "Offered", "Answered", "Abandoned", "Aband%", "SL", "ASA", "AHT",
+            "Callbacks"], rows, "")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -371,6 +470,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["list", "show", "mute", "unmute", "kick"])
     sp.add_argument("room", nargs="?")
     sp.add_argument("member", nargs="?")
+    sp.add_argument("--json", action="store_true")
+    sp = add("queues", cmd_queues, "list queues with live figures")
+    sp.add_argument("--json", action="store_true")
+    sp = add("queue", cmd_queue_show, "show one queue (`queue show NAME`)")
+    sp.add_argument("action", choices=["show"])
+    sp.add_argument("name")
+    sp.add_argument("--json", action="store_true")
+    sp = add("agents", cmd_agents, "list agents and their states")
+    sp.add_argument("--json", action="store_true")
+    sp = add("agent", cmd_agent, "agent login|logout|pause|unpause EXT [--queue Q]")
+    sp.add_argument("action", choices=["login", "logout", "pause", "unpause"])
+    sp.add_argument("agent")
+    sp.add_argument("--queue")
+    sp.add_argument("--reason")
+    sp.add_argument("--json", action="store_true")
+    sp = add("stats", cmd_stats, "queue statistics (`stats queue NAME --today`)")
+    sp.add_argument("kind", choices=["queue"])
+    sp.add_argument("name")
+    sp.add_argument("--today", action="store_true")
+    sp.add_argument("--since", type=float, default=None, help="epoch seconds")
+    sp.add_argument("--bucket", type=float, default=900.0)
     sp.add_argument("--json", action="store_true")
     add("reload", cmd_reload, "reload config.yaml and flows (a broken edit is refused)")
     sp = add("flows", cmd_flows_check, "check flows (`flows check [PATH]`)")

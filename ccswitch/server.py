@@ -15,8 +15,10 @@ from typing import Any
 
 from ccswitch.apps.conference import ParkingLot, find_ringing, run_conference
 from ccswitch.apps.dial import dial
+from ccswitch.apps.ivr.expr import render
 from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
 from ccswitch.apps.ivr.runner import DialOutcome, FlowRunner, IvrServices
+from ccswitch.apps.queue import QueueService
 from ccswitch.apps.transfer import Transfers
 from ccswitch.apps.trunks import TrunkManager
 from ccswitch.call import events as ev
@@ -60,16 +62,6 @@ class Server:
             external_address=cfg.server.external_address,
         )
         self.transports = Transports(self.ua.on_data)
-        self.transfers = Transfers(self.ua, self.connect, self.bus.publish)
-        self.conferences = Conferences(
-            self.manager, Path(cfg.recordings.directory) if cfg.recordings.enabled else None)
-        self.parking = ParkingLot(cfg.parking, self.bus.publish, self.connect)
-        self.ua.on_refer = self.transfers.on_refer
-        self.trunks = TrunkManager(self.ua, self.manager, cfg,
-                                   on_call_info=lambda cid, f: self.cdr.update_extra(cid, **f))
-        self.trunks.run_flow = self.run_flow
-        self.trunks.flow_exists = lambda name: self.flows.get(name) is not None
-        self.trunks.on_bridged = self._watch_features
         self.prompt_cache = PromptCache()
         self.moh = MusicOnHold(Path(cfg.prompts.directory) / "moh", self.engine,
                                self.prompt_cache)
@@ -78,6 +70,19 @@ class Server:
         self.recognizers: dict[str, Any] = {}
         self.executor: Any = None
         self.flows = FlowSet({}, 0)
+        self.transfers = Transfers(self.ua, self.connect, self.bus.publish)
+        self.conferences = Conferences(
+            self.manager, Path(cfg.recordings.directory) if cfg.recordings.enabled else None)
+        self.parking = ParkingLot(cfg.parking, self.bus.publish, self.connect)
+        self.queues = QueueService(self.ua, self.moh, self.speak, self.bus.publish,
+                                   Path(cfg.database.path), on_bridged=self._watch_features,
+                                   cdr_extra=self._cdr_extra)
+        self.ua.on_refer = self.transfers.on_refer
+        self.trunks = TrunkManager(self.ua, self.manager, cfg,
+                                   on_call_info=lambda cid, f: self.cdr.update_extra(cid, **f))
+        self.trunks.run_flow = self.run_flow
+        self.trunks.flow_exists = lambda name: self.flows.get(name) is not None
+        self.trunks.on_bridged = self._watch_features
         self.started = time.time()
         self._stop = asyncio.Event()
         self._api: Any = None
@@ -89,6 +94,7 @@ class Server:
         return Context(
             prompts_dir=Path(cfg.prompts.directory),
             schedules=set(cfg.schedules),
+            queues=set(cfg.queues),
             numbers={e.number for e in cfg.extensions},
             tts_available=self.tts is not None,
         )
@@ -133,6 +139,21 @@ class Server:
             res = await dial(self.ua, chan, targets, timeout)
             return DialOutcome(res.status)
 
+        async def ivr_queue(chan: Channel, node: Any, env: dict[str, Any]) -> str:
+            name = render(str(node.get("queue")), env)
+            prio = node.get("priority")
+            if prio is None:
+                try:
+                    prio = int(env.get("priority") or 0)
+                except (TypeError, ValueError):
+                    prio = 0
+            skills = node.get("skills") or env.get("skills")
+            status, _ = await self.run_queue(chan, name, int(prio),
+                                             dict(skills) if isinstance(skills, dict) else None,
+                                             overflow=False)
+            outcome = {"DONE": "next", "BUSY": "full", "NOANSWER": "timeout"}
+            return outcome.get(status, "closed")
+
         def on_path(chan: Channel, path: list[dict[str, Any]]) -> None:
             self.cdr.update_extra(chan.linkedid, ivr_path=path[-200:])
 
@@ -148,6 +169,7 @@ class Server:
             executor=self.executor,
             publish=self.bus.publish,
             on_path=on_path,
+            queue=ivr_queue,
         )
 
     async def reload(self) -> tuple[bool, str]:
@@ -166,6 +188,7 @@ class Server:
         self.cfg = cfg
         self.ua.extensions = _extensions(cfg)
         await self.trunks.reload(cfg)
+        self.queues.configure(cfg)
         self.flows = flows
         log.info("reloaded configuration and %d flow(s) (version %d)", len(flows.flows),
                  flows.version)
@@ -200,6 +223,8 @@ class Server:
             self.ua.listen_host.setdefault((lst.transport, fam), lst.address)
             log.info("listening on %s %s:%d", lst.transport, lst.address, bound.port)
         self.bus.subscribe(self._on_event)
+        await self.queues.start(cfg)
+        self.bus.subscribe(self.queues.on_channel_event, {ev.CHANNEL_CREATE, ev.CHANNEL_HANGUP})
         await self.trunks.start()  # after the listeners: registrations need our address
         from ccswitch.api.control import ControlServer
 
@@ -222,6 +247,7 @@ class Server:
         if self._api is not None:
             await self._api.stop()
         self.transports.close()
+        await self.queues.stop()
         await self.cdr.close()
 
     async def run(self) -> None:
@@ -305,6 +331,17 @@ class Server:
                 on_answer()
             await asyncio.shield(chan.hungup)
             return "DONE", 200
+        qname = self.queues.numbers.get(number)
+        if qname is not None:
+            if on_answer is not None:
+                on_answer()
+            return await self.run_queue(chan, qname)
+        f = self.cfg.features
+        kinds = {f.agent_login: "login", f.agent_logout: "logout", f.agent_pause: "pause",
+                 f.agent_unpause: "unpause"}
+        if number in kinds and chan.direction == "inbound" and chan.caller in self.ua.extensions:
+            await self.queues.feature(chan, number, kinds[number])
+            return "DONE", 200
         pickup = self.cfg.features.pickup
         if pickup and number.startswith(pickup) and len(number) > len(pickup):
             target = find_ringing(self.manager.list(), number[len(pickup):])
@@ -355,6 +392,29 @@ class Server:
                          if target in (c.number, c.name)), None)
             return conf.number if conf is not None else target
         return target
+
+    async def run_queue(self, chan: Channel, name: str, priority: int = 0,
+                        skills: dict[str, int] | None = None,
+                        overflow: bool = True) -> tuple[str, int]:
+        """Put a call in a queue; on timeout send it to the queue's overflow destination."""
+        outcome, detail = await self.queues.run_caller(chan, name, priority, skills)
+        if outcome in ("answered", "callback", "abandoned"):
+            return "DONE", 200
+        if outcome == "timeout" and overflow and detail and not chan.is_gone:
+            kind, _, target = detail.partition(":")
+            if kind == "queue":
+                return await self.run_queue(chan, target, priority, skills)
+            if kind == "flow":
+                await self.run_flow(chan, target)
+                return "DONE", 200
+            if kind in ("extension", "voicemail"):
+                return await self.connect(chan, target)
+        if outcome == "full":
+            return "BUSY", 486
+        return ("NOANSWER", 480) if outcome == "timeout" else ("CHANUNAVAIL", 480)
+
+    def _cdr_extra(self, call_uuid: str, **fields: Any) -> None:
+        self.cdr.update_extra(call_uuid, **fields)
 
     async def speak(self, chan: Channel, text: str) -> None:
         """Say `text` on a channel (TTS), or a short tone when no TTS engine exists."""

@@ -7,6 +7,7 @@ handlers.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -41,6 +42,11 @@ class ControlServer:
             web.get("/api/conferences/{number}", self.conference),
             web.post("/api/conferences/{number}/{action}/{member}", self.conference_action),
             web.get("/api/parking", self.parking),
+            web.get("/api/queues", self.queues),
+            web.get("/api/queues/{name}", self.queue),
+            web.get("/api/queues/{name}/stats", self.queue_stats),
+            web.get("/api/agents", self.agents),
+            web.post("/api/agents/{agent}/{action}", self.agent_action),
             web.get("/api/flows", self.flows),
             web.get("/api/trunks", self.trunks),
             web.post("/api/originate", self.originate),
@@ -154,6 +160,67 @@ class ControlServer:
                                      content_type="application/json")
         return web.json_response({"conference": room.number, "member": member,
                                   "action": action})
+
+    async def queues(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.queues.queues_info())
+
+    async def queue(self, request: web.Request) -> web.Response:
+        info = self.server.queues.queue_info(request.match_info["name"])
+        if info is None:
+            raise web.HTTPNotFound(text='{"error": "no such queue"}',
+                                   content_type="application/json")
+        return web.json_response(info)
+
+    async def queue_stats(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if self.server.queues.queue_info(name) is None:
+            raise web.HTTPNotFound(text='{"error": "no such queue"}',
+                                   content_type="application/json")
+        q = request.query
+        now = time.time()
+        lt = time.localtime(now)
+        midnight = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+        try:
+            since = float(q.get("since", midnight))
+            until = float(q.get("until", now + 1))
+            bucket = float(q.get("bucket", 900))
+            stats = await self.server.queues.stats(name, since, until, bucket)
+        except ValueError as e:
+            raise web.HTTPBadRequest(text=json.dumps({"error": str(e)}),
+                                     content_type="application/json") from None
+        return web.json_response(stats)
+
+    async def agents(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.queues.agents_info())
+
+    async def agent_action(self, request: web.Request) -> web.Response:
+        from ccswitch.apps.acd.model import AcdError
+
+        agent = request.match_info["agent"]
+        action = request.match_info["action"]
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = {}
+        qs = self.server.queues
+        try:
+            if action == "login":
+                result: Any = qs.login(agent, body.get("queue"))
+            elif action == "logout":
+                result = qs.logout(agent, body.get("queue"))
+            elif action == "pause":
+                result = qs.pause(agent, str(body.get("reason") or "paused"))
+            elif action == "unpause":
+                result = qs.unpause(agent)
+            else:
+                raise web.HTTPBadRequest(text='{"error": "action is login, logout, pause or '
+                                              'unpause"}', content_type="application/json")
+        except AcdError as e:
+            raise web.HTTPNotFound(text=json.dumps({"error": str(e)}),
+                                   content_type="application/json") from None
+        return web.json_response({"agent": agent, "action": action, "result": result})
 
     async def parking(self, request: web.Request) -> web.Response:
         return web.json_response(self.server.parking.info())

@@ -453,14 +453,18 @@ class SipUA:
         endpoint_name: str | None = None,
         symmetric: bool = True,
         headers: list[tuple[str, str]] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> SipChannel:
-        """Call a registered contact; returns the outbound channel (ringing or failed)."""
+        """Call a registered contact; returns the outbound channel (ringing or failed).
+        `variables` are set on the channel before anything else can see it."""
         ext = self.extensions.get(binding.aor)
         ch = SipChannel(
             self, txn=None, peer=binding.target(), ext=ext, dest=dest, offer=None,
             caller=caller, caller_name=caller_name, linkedid=linkedid,
             endpoint_name=endpoint_name or binding.aor,
         )
+        if variables:
+            ch.vars.update(variables)
         try:
             sym = ext.rtp_symmetric if ext else symmetric
             ep = await self.engine.create_endpoint(symmetric=sym, ipv6=":" in ch.peer.host)
