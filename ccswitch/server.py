@@ -83,6 +83,7 @@ class Server:
         self.trunks.run_flow = self.run_flow
         self.trunks.flow_exists = lambda name: self.flows.get(name) is not None
         self.trunks.on_bridged = self._watch_features
+        self.trunks.connect = self.connect
         self.started = time.time()
         self._stop = asyncio.Event()
         self._api: Any = None
@@ -229,6 +230,11 @@ class Server:
         from ccswitch.api.control import ControlServer
 
         self._api = ControlServer(self)
+        from ccswitch.api.http import Operations
+
+        # users, audit, HTTP API, events, monitoring, metrics, backups (extends the local API)
+        self.ops = Operations(self)
+        await self.ops.start(self._api.app)
         await self._api.start(Path(cfg.control.socket))
         self._housekeeping = asyncio.ensure_future(self._housekeep())
         log.info("ccswitch ready: %d extension(s), RTP %d-%d", len(cfg.extensions),
@@ -246,11 +252,17 @@ class Server:
             self._housekeeping.cancel()
         if self._api is not None:
             await self._api.stop()
+        if getattr(self, "ops", None) is not None:
+            await self.ops.stop()
         self.transports.close()
         await self.queues.stop()
         await self.cdr.close()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        # handlers first: a SIGTERM during start-up must still shut down cleanly
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
         try:
             await self.start()
         except BaseException:
@@ -259,9 +271,6 @@ class Server:
             with contextlib.suppress(Exception):
                 await self.stop()
             raise
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self._stop.wait()
@@ -304,6 +313,10 @@ class Server:
         DIALSTATUS-like status (ANSWER, BUSY, NOANSWER, CHANUNAVAIL, CANCEL, FAILED;
         DONE when an application ran; NOROUTE) and the SIP code behind a failure.
         `on_answer` runs once the far end answered and is bridged."""
+        ops = getattr(self, "ops", None)
+        if ops is not None and ops.monitor.feature_mode(number) is not None:
+            monitored: tuple[str, int] = await ops.monitor.feature(chan, number)  # *61 + agent
+            return monitored
         route = next((r for r in self.cfg.routes if r.number == number), None)
         if route is not None and route.flow is not None:
             if on_answer is not None:
