@@ -48,6 +48,11 @@ def _socket_path(args: argparse.Namespace) -> str:
 
 def api(args: argparse.Namespace, method: str, path: str, body: Any = None,
         timeout: float = 10.0) -> Any:
+    from ccswitch.cli_ops import http_api, http_target
+
+    target = http_target(args)  # --api-url / $CCSWITCH_API_URL / cli.yaml: HTTP + token
+    if target is not None:
+        return http_api(target, method, path, body, timeout)
     sock = _socket_path(args)
     conn = UnixHTTPConnection(sock, timeout)
     try:
@@ -105,6 +110,10 @@ def _table(title: str | None, columns: list[str], rows: list[list[str]], footer:
 
 
 def cmd_channels(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        from ccswitch.cli_ops import watch_channels
+
+        return watch_channels(args)
     chans = api(args, "GET", "/api/channels")
     if args.json:
         print(json.dumps(chans, indent=2))
@@ -425,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default=os.environ.get("CCSWITCH_CONFIG", DEFAULT_CONFIG),
                    help="configuration file (default: config.yaml, or $CCSWITCH_CONFIG)")
     p.add_argument("--socket", help="control socket (default: from the configuration)")
+    from ccswitch.cli_ops import add_global_options, register
+
+    add_global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -436,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", "-c", dest="config", default=argparse.SUPPRESS)
     sp = add("channels", cmd_channels, "list live channels")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--watch", action="store_true",
+                    help="keep the table up to date from the event stream (Ctrl-C ends)")
+    sp.add_argument("--watch-limit", type=int, default=None, help=argparse.SUPPRESS)
     sp = add("channel", cmd_channel_show, "show one channel (`channel show ID`)")
     sp.add_argument("action", choices=["show"])
     sp.add_argument("id")
@@ -496,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("flows", cmd_flows_check, "check flows (`flows check [PATH]`)")
     sp.add_argument("action", choices=["check"])
     sp.add_argument("path", nargs="?")
+    register(add)
     return p
 
 

@@ -891,6 +891,7 @@ class ControlConfig:
 @dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     level: LogLevel = "info"
+    format: Literal["text", "json"] = "text"  # json: one object per line, with the call uuid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1302,6 +1303,30 @@ class DidConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    """The HTTP API, wallboard and agent page (ccswitch/api/http.py)."""
+
+    enabled: bool = False
+    listen: str = field(default="127.0.0.1", metadata={"ip": True})
+    port: int = field(default=8080, metadata={"min": 1, "max": 65535})
+    session_hours: float = field(default=12.0, metadata={"min": 0.1, "max": 720})
+    # POSTed a JSON screen pop for every queue call offered to an agent; failures are logged
+    webhook_url: str | None = field(default=None, metadata={
+        "pattern": r"https?://[^\s]+", "help": "an http:// or https:// URL"})
+    webhook_timeout: float = field(default=3.0, metadata={"min": 0.1, "max": 60})
+    previous_calls: int = field(default=5, metadata={"min": 0, "max": 100})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupConfig:
+    """Online backups of the database and configuration (ccswitch/backup.py)."""
+
+    directory: Path = Path("backups")
+    interval_hours: float = field(default=0.0, metadata={"min": 0, "max": 8760})  # 0: off
+    keep: int = field(default=7, metadata={"min": 1, "max": 10000})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
@@ -1324,6 +1349,8 @@ class Config:
     dids: list[DidConfig] = field(default_factory=list)
     conferences: list[ConferenceConfig] = field(default_factory=list)
     parking: ParkingConfig = field(default_factory=ParkingConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
 
     @property
     def file(self) -> str:
@@ -1388,6 +1415,9 @@ def _check_trunk_references(cfg: Config, report: Report) -> None:
         if not re.fullmatch(_TRUNK_NAME, name):
             report.error(trunk, None, f"trunk name {name!r}: use letters, digits, '_', '.', "
                          "'-' (up to 64)")
+        elif cfg.extension(name) is not None:
+            # a transfer by the trunk's leg must never pass for one by that extension
+            report.error(trunk, None, f"trunk name {name!r} is an extension number")
     for route in cfg.outbound_routes:
         for t in route.trunks:
             if t not in cfg.trunks:

@@ -84,6 +84,10 @@ class ControlServer:
             "transactions": s.ua.layer.transaction_count,
             "rtp_ports_free": s.engine.ports_free,
             "sip": dict(s.ua.layer.stats, **s.ua.stats),
+            # the 20 ms media clock's worst lateness (?reset=1 starts a new window: benches)
+            "media": {"endpoints": s.engine.endpoints,
+                      "max_tick_lag_ms": round(s.engine.take_max_tick_lag(
+                          reset=request.query.get("reset") == "1") * 1000.0, 2)},
         })
 
     async def channels(self, request: web.Request) -> web.Response:

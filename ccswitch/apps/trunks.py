@@ -292,7 +292,8 @@ class _RegistrationDriver:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if unregister and self.reg.state in ("registered", "retrying", "registering"):
+        # also when failed: a binding granted earlier may still be live at the provider
+        if unregister and self.reg.state != "unregistered":
             self._send(self.reg.unregister(self.ua.now()))
             self.ua._pump()
 
@@ -309,6 +310,8 @@ class OriginateError(Exception):
 
 
 RunFlow = Callable[[Channel, str], Awaitable[None]]
+# Server.connect: (channel, number, on_answer) -> (DIALSTATUS, SIP code)
+Connect = Callable[[Channel, str, Callable[[], None] | None], Awaitable[tuple[str, int]]]
 
 
 class TrunkManager:
@@ -323,6 +326,7 @@ class TrunkManager:
         self.on_call_info = on_call_info  # (linkedid, fields) -> CDR extra
         self.run_flow: RunFlow | None = None
         self.on_bridged: Callable[[Channel, Channel], None] | None = None  # feature codes
+        self.connect: Connect | None = None  # the dialplan, for internal destinations
         self.flow_exists: Callable[[str], bool] = lambda name: False
         self._addresses: dict[str, str] = {}  # remote IP -> our external address for it
         self._address_rules: list[tuple[list[AddressRule], str]] = []
@@ -351,13 +355,27 @@ class TrunkManager:
         for name, tcfg in self.cfg.trunks.items():
             t = self._build(name, tcfg)
             self.trunks[name] = t
-        await asyncio.gather(*(self._start_trunk(t) for t in self.trunks.values()))
-        self._rebuild_addresses()
+            self._spawn(self._start_trunk(t))
+        await asyncio.sleep(0)  # let IP-addressed trunks send their first REGISTER now
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _start_trunk(self, t: Trunk) -> None:
+        """Resolve the provider (in the background: DNS must not hold up start-up; a
+        registering trunk keeps trying with back-off), then register."""
         if not t.cfg.enabled:
             return
-        await self._resolve(t)
+        delay = t.cfg.retry_min
+        while await self._resolve(t) is None:
+            if not t.cfg.register:
+                return  # calls out resolve again when they need it
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, t.cfg.retry_max)
+            if self.trunks.get(t.name) is not t:
+                return  # replaced by a reload
         self._rebuild_addresses()
         if t.cfg.register:
             self._start_registration(t)
@@ -438,8 +456,10 @@ class TrunkManager:
             if name not in new and t.driver is not None:
                 t.driver.stop(unregister=True)
         self.trunks = new
-        await asyncio.gather(*(self._start_trunk(t) for t in starting))
+        for t in starting:
+            self._spawn(self._start_trunk(t))
         self._rebuild_addresses()
+        await asyncio.sleep(0)
 
     def publish(self, event: str, **fields: Any) -> None:
         self.manager.bus.publish(event, **fields)
@@ -684,8 +704,7 @@ class TrunkManager:
         leg.listeners.append(listener)
         self._track(t, leg)
         t.calls_out += 1
-        if linkedid is not None:
-            self._info(linkedid, trunk=t.name, direction="outbound", dialled=number)
+        self._info(leg.linkedid, trunk=t.name, direction="outbound", dialled=number)
         if chan is not None:
             chan.listeners.append(listener)
         if leg.is_gone:
@@ -717,7 +736,10 @@ class TrunkManager:
                     progressed = True
                     if chan is not None:
                         chan.ring()
-                        if chan.is_up and chan.media is not None and chan.media.source is None:
+                        # an answered caller (originate, IVR), or one whose early media
+                        # came from a provider that then failed: ringback is ours to play
+                        ours = chan.is_up or (chan.early_media and chan.bridge is None)
+                        if ours and chan.media is not None and chan.media.source is None:
                             ringback = PcmSource(RINGBACK, loop=True)
                             chan.media.set_source(ringback)
                 elif what == "progress":
@@ -807,6 +829,8 @@ class TrunkManager:
         dst_route: tuple[OutboundRoute | None, str, list[str] | None] | None = None
         if to is not None and not self._is_local(to):
             dst_route = self._plan(to, source if is_ext else None, trunk)
+        if to is not None and dst_route is None and self.connect is None:
+            raise OriginateError("local destinations need the dialplan", 500)
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
         task = asyncio.ensure_future(self._originate(
@@ -819,9 +843,10 @@ class TrunkManager:
         return await asyncio.shield(outcome)
 
     def _is_local(self, number: str) -> bool:
-        if number in self.ua.extensions:
-            return True
-        return any(r.number == number for r in self.cfg.routes)
+        """An internal number (extension, route, queue, conference, our DID...): the
+        dialplan's, whatever outbound route might also match it."""
+        return number in self.ua.extensions or any(
+            n == number for n, _, _ in self.cfg.dialable_numbers())
 
     def _plan(self, number: str, extension: str | None, trunk: str | None
               ) -> tuple[OutboundRoute | None, str, list[str] | None]:
@@ -892,10 +917,11 @@ class TrunkManager:
         result: dict[str, Any] = {"source": source, "to": to, "flow": flow}
 
         def report(res: str, stage: str, status: int, **extra: Any) -> None:
+            if outcome.done():
+                return  # known already (the call may go on long after)
             result.update(result=res, stage=stage, sip_status=status, **extra)
             self.publish(ORIGINATE, **result)
-            if not outcome.done():
-                outcome.set_result(dict(result))
+            outcome.set_result(dict(result))
 
         first: SipChannel | None = None
         try:
@@ -914,11 +940,19 @@ class TrunkManager:
                 first = res.answered_by if isinstance(res.answered_by, SipChannel) else None
                 status = res.sip_status
                 result["dialled"] = number
+                if first is None:
+                    report(_outcome(status, res.status), "source", status)
+                    return
             if first is None:
                 report(_outcome(status), "source", status)
                 return
             result["call"] = first.linkedid
             result["source_channel"] = first.name
+            if is_ext:
+                # from now on the extension is the caller (its phone was shown the
+                # destination): the next leg presents the extension, not the number
+                ext = self.ua.extensions[source]
+                first.caller, first.caller_name = ext.number, ext.name
             self._info(first.linkedid, originate={"source": source, "to": to, "flow": flow})
             # 2a. a flow on the answered source
             if flow is not None:
@@ -929,7 +963,10 @@ class TrunkManager:
             # 2b. a number: an extension (dialled as if from the source) or out again
             assert to is not None
             if dst_route is None:
-                res = await self._dial_local(first, to, timeout)
+                # internal: whatever the dialplan makes of it, as if the source dialled it
+                assert self.connect is not None
+                dstatus, code = await self.connect(
+                    first, to, lambda: report("answered", "destination", 200))
             else:
                 route, number, trunks = dst_route
                 result["dialled"] = number
@@ -941,25 +978,17 @@ class TrunkManager:
                     first, route, number, timeout=timeout, trunks=trunks,
                     extension=source if is_ext else None, caller_id=caller_id,
                     caller_name=caller_name, on_answer=answered)
-            if res.status == "ANSWER":
+                dstatus, code = res.status, res.sip_status
+            if dstatus in ("ANSWER", "DONE"):
                 report("answered", "destination", 200)
             else:
-                report(_outcome(res.sip_status, res.status), "destination", res.sip_status)
+                report(_outcome(code, dstatus), "destination", code)
         except Exception as e:  # the API caller must always get an answer
             log.exception("originate %s failed", source)
             report("failed", "source" if first is None else "destination", 500, error=str(e))
         finally:
             if first is not None and not first.is_gone and (flow is None):
                 first.hangup("NORMAL_CLEARING")
-
-    async def _dial_local(self, first: SipChannel, number: str, timeout: float) -> DialResult:
-        from ccswitch.apps.dial import dial
-
-        target = number
-        for r in self.cfg.routes:
-            if r.number == number and r.extension is not None:
-                target = r.extension
-        return await dial(self.ua, first, [target], timeout)
 
     # ------------------------------------------------------------ status
     def status(self) -> list[dict[str, Any]]:
@@ -974,7 +1003,7 @@ class TrunkManager:
             elif reg is not None:
                 state = reg.state
             elif cfg.register:
-                state = "failed"  # could not start (no address)
+                state = "failed" if t.last_error else "registering"  # resolving the host
             else:
                 state = "ip" if t.rules else "n/a"
             reg_info: dict[str, Any] | None = None
@@ -1018,12 +1047,15 @@ class TrunkManager:
 
 
 def _outcome(status: int, dial_status: str | None = None) -> str:
-    if dial_status == "NOANSWER" or status in (408, 480):
+    """An originate's result word (the CLI's exit code follows it)."""
+    if dial_status == "NOANSWER" or status == 408:
         return "no_answer"
     if status in (486, 600):
         return "busy"
     if dial_status == "CANCEL" or status == 487:
         return "cancelled"
+    if status in (404, 480):
+        return "unavailable"  # an extension with no registered phone, an unknown number
     return "failed"
 
 

@@ -344,7 +344,8 @@ class MediaEngine:
         self._last_flush = 0.0
         self.now: Callable[[], float] = lambda: 0.0
         self.endpoints = 0
-        self.max_tick_lag = 0.0
+        self.max_tick_lag = 0.0  # since start
+        self._window_lag = 0.0  # since the last take_max_tick_lag(reset=True)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -362,6 +363,13 @@ class MediaEngine:
         for r in list(self._recorders):
             r.close(now)
         self._recorders.clear()
+
+    def take_max_tick_lag(self, reset: bool = False) -> float:
+        """The worst tick lateness (s) since the last reset (since start if never reset)."""
+        lag = self._window_lag
+        if reset:
+            self._window_lag = 0.0
+        return lag
 
     @property
     def ports_free(self) -> int:
@@ -446,8 +454,10 @@ class MediaEngine:
         now = self.now()
         due = self._t0 + self._tick_n * FRAME
         lag = now - due
-        if lag > self.max_tick_lag:
-            self.max_tick_lag = lag
+        if lag > self._window_lag:
+            self._window_lag = lag
+            if lag > self.max_tick_lag:
+                self.max_tick_lag = lag
         if lag > 0.2:
             # the loop stalled: resynchronise instead of bursting many frames
             self._t0 = now - self._tick_n * FRAME

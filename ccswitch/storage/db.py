@@ -97,7 +97,60 @@ _V2_QUEUE_LOG: tuple[str, ...] = (
     'CREATE INDEX agent_state_end ON agent_state (agent, "end")',
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CDR, _V2_QUEUE_LOG)
+# Users of the API and web pages, their API tokens and web sessions (secrets are stored
+# hashed), and the audit log of state-changing requests (ccswitch/storage/users.py, audit.py).
+_V3_USERS_AUDIT: tuple[str, ...] = (
+    """
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL DEFAULT '',
+        role          TEXT NOT NULL,
+        extension     TEXT NOT NULL DEFAULT '',
+        queues        TEXT NOT NULL DEFAULT '[]',
+        created       REAL NOT NULL,
+        updated       REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE api_tokens (
+        id         INTEGER PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name       TEXT NOT NULL DEFAULT '',
+        token_hash TEXT NOT NULL UNIQUE,
+        created    REAL NOT NULL,
+        last_used  REAL
+    )
+    """,
+    """
+    CREATE TABLE web_sessions (
+        id         INTEGER PRIMARY KEY,
+        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created    REAL NOT NULL,
+        expires    REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY,
+        time     REAL NOT NULL,
+        username TEXT NOT NULL DEFAULT '',
+        role     TEXT NOT NULL DEFAULT '',
+        source   TEXT NOT NULL DEFAULT '',
+        method   TEXT NOT NULL DEFAULT '',
+        path     TEXT NOT NULL DEFAULT '',
+        action   TEXT NOT NULL,
+        target   TEXT NOT NULL DEFAULT '',
+        status   INTEGER NOT NULL DEFAULT 0,
+        detail   TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    "CREATE INDEX audit_time ON audit (time)",
+    "CREATE INDEX audit_user ON audit (username, time)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_CDR, _V2_QUEUE_LOG, _V3_USERS_AUDIT)
 
 
 class DatabaseTooNew(RuntimeError):

@@ -34,7 +34,7 @@ import pytest
 from tests.e2e.server import CcswitchServer
 from tests.peers import audio, netutil
 from tests.peers.baresip import Baresip
-from tests.peers.pcap import analyse
+from tests.peers.pcap import Capture, analyse
 from tests.peers.sipp import SippProcess, run_sipp, scenario_path, start_sipp
 
 pytestmark = pytest.mark.timeout(90)
@@ -142,14 +142,55 @@ def scenario_486(tmp_path: Path) -> Path:
     return p
 
 
-def wire_tone(cap_path: Path, dst_port: int, freq: float) -> tuple[bool, float]:
-    """Did RTP towards `dst_port` carry `freq`?  (present, dominant frequency)"""
+EARLY_MEDIA = """
+  <send>
+    <![CDATA[
+
+      SIP/2.0 183 Session Progress
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Rej[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=provider 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 8 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=sendrecv
+
+    ]]>
+  </send>
+  <pause milliseconds="700" />
+"""
+
+
+def scenario_183_503(tmp_path: Path) -> Path:
+    """uas_trunk_503.xml sending early media (183 + SDP) for 0.7 s before its 503."""
+    p = tmp_path / "uas_trunk_183_503.xml"
+    text = scenario_path("uas_trunk_503.xml").read_text()
+    marker = "      SIP/2.0 503 Service Unavailable"
+    head, tail = text.split(marker)
+    head = head[:head.rindex("  <send>")]
+    p.write_text(head + EARLY_MEDIA + "  <send>\n    <![CDATA[\n\n" + marker + tail)
+    return p
+
+
+def wire_tone(cap_path: Path, dst_port: int, freq: float) -> tuple[bool, list[float]]:
+    """Did an RTP stream towards `dst_port` carry `freq`?  (present, dominant
+    frequency of each stream, for the message)"""
     cap = analyse(cap_path)
-    streams = [s for s in cap.streams if s.dst_port == dst_port and s.packets > 20]
-    if not streams:
-        return False, 0.0
-    x = max(streams, key=lambda s: s.packets).audio()
-    return audio.tone_present(x, 8000, freq), audio.dominant_freq(x, 8000)
+    streams = [s.audio() for s in cap.streams if s.dst_port == dst_port and s.packets > 20]
+    present = any(audio.tone_present(x, 8000, freq) for x in streams)
+    return present, [round(audio.dominant_freq(x, 8000)) for x in streams]
 
 
 # ---------------------------------------------------------------- registration
@@ -159,8 +200,9 @@ async def test_registration_refresh_wrong_password_and_inbound_by_contact(
     cfg = {
         "trunks": {
             "prov": trunk(good, register=True, expires=3600),
+            # behind NAT towards this provider: its public address in Via and Contact
             "wrong": trunk(bad, register=True, username="otheruser", password="not-it",
-                           retry_min=1, retry_max=600),
+                           retry_min=1, retry_max=600, external_address="203.0.113.50"),
         },
         "dids": [{"number": "+15551230100", "flow": "tone"}],
     }
@@ -226,6 +268,10 @@ async def test_registration_refresh_wrong_password_and_inbound_by_contact(
     assert header(refresh, "Call-ID") == header(first, "Call-ID")
     bad_regs = sip_requests(messages(res_bad.workdir), "REGISTER")
     assert 'username="otheruser"' in header(bad_regs[1], "Authorization")
+    assert re.fullmatch(r"<sip:otheruser-[0-9a-f]{10}@203\.0\.113\.50:\d+>",
+                        header(bad_regs[0], "Contact")), bad_regs[0]
+    assert "SIP/2.0/UDP 203.0.113.50:" in header(bad_regs[0], "Via")
+    assert "@127.0.0.1:" in header(first, "Contact")  # the other trunk: unchanged
     # the inbound call: answered by the flow, which hung up (BYE came from ccswitch)
     inmsgs = messages(res_in.workdir)
     assert "SIP/2.0 401" not in inmsgs and re.search(r"^BYE sip:", inmsgs, re.M)
@@ -320,13 +366,16 @@ async def test_failover_on_timeout_and_503_not_on_486(tmp_path: Path) -> None:
             tmp_path / "a.wav", A_TONE, 30))
         async with a_ctx as a:
             assert await a.register()
-            rej = await provider("uas_trunk_503.xml", p503, tmp_path)
+            # 183 with early media, then 503: the caller must survive the failed provider
+            rej = await provider(scenario_183_503(tmp_path), p503, tmp_path)
             ok = await provider("uas_echo.xml", good, tmp_path, rtp_echo=True)
             async with rej, ok:
                 t0 = time.monotonic()
-                await a.call("95552345678", timeout=10)
+                await a.dial("95552345678")
+                await a.wait_event("CALL_PROGRESS", 5)  # the failing provider's 183
+                await a.wait_established(10)
                 setup = time.monotonic() - t0
-                await asyncio.sleep(1.5)
+                await asyncio.sleep(2.0)
                 heard = hears(a, A_TONE)
                 await a.hangup()
                 await a.wait_closed(5)
@@ -346,7 +395,7 @@ async def test_failover_on_timeout_and_503_not_on_486(tmp_path: Path) -> None:
     assert res_rej.ok, res_rej.summary()  # it got the INVITE and answered 503
     assert res_ok.ok, res_ok.summary()
     assert heard, "no audio through the trunk that answered"
-    assert 1.0 <= setup < 5.0, setup  # the progress timeout, then two quick answers
+    assert 1.7 <= setup < 8.0, setup  # the progress timeout, 0.7 s of 183, an answer
     assert state["dead"]["calls_failed"] == 1 and state["busy"]["calls_failed"] == 1, state
     assert "(no progress)" in state["dead"]["last_call_error"], state["dead"]
     assert state["busy"]["last_call_error"].endswith(": 503"), state["busy"]
@@ -358,3 +407,164 @@ async def test_failover_on_timeout_and_503_not_on_486(tmp_path: Path) -> None:
     assert invites and invites[0].startswith("INVITE sip:+15552345678@"), invites
     cdrs = await finished_cdrs(srv, 2)
     assert [c["disposition"] for c in cdrs] == ["ANSWERED", "BUSY"], cdrs
+
+
+# ---------------------------------------------------------------- inbound
+async def test_inbound_dids_to_flow_and_extension_and_no_open_relay(tmp_path: Path) -> None:
+    uac, other, out = (netutil.free_sip_port() for _ in range(3))
+    cfg = {
+        "trunks": {
+            # IP peering: the provider is recognised by its source address and port
+            "peer": {"host": "127.0.0.1", "port": uac, "allowed_addresses": [f"127.0.0.1:{uac}"]},
+            "prov": {"host": "127.0.0.1", "port": out},
+        },
+        "outbound_routes": [NATIONAL],
+        "dids": [{"number": "+15551230100", "flow": "tone"},
+                 {"number": "+15551230101", "extension": "1002"}],
+    }
+    srv = server_with(tmp_path, cfg, flow=True)
+    srv.start()
+    lo, hi = srv.config["rtp"]["port_min"], srv.config["rtp"]["port_max"]
+    cap_path = tmp_path / "in.pcap"
+
+    async def did_call(ruri: str, port: int = uac, did: str | None = None) -> SippProcess:
+        return await start_sipp("uac_trunk_did.xml", srv.domain, service=ruri,
+                                caller="+15559876543", keys={"did": did or ruri},
+                                local_port=port, timeout=15, workdir=tmp_path,
+                                trace_msg=True)
+
+    try:
+        outside = await provider("uas_echo.xml", out, tmp_path, rtp_echo=True)
+        b_ctx = phone(srv, tmp_path, "1002", answermode="auto",
+                      source=audio.write_tone_wav(tmp_path / "b.wav", B_TONE, 30))
+        async with outside, b_ctx as b, Capture(cap_path, ports=[srv.port],
+                                                 port_ranges=[(lo, hi)], max_seconds=60):
+            assert await b.register()
+            # DID -> flow: the caller hears the flow's prompt, then the flow hangs up
+            to_flow = await did_call("+15551230100")
+            res_flow = await to_flow.wait(timeout=20)
+            # DID -> extension (the provider drops the +: DIDs match in either form)
+            to_ext = await did_call("15551230101", did="+15551230101")
+            await b.wait_established(8)
+            await asyncio.sleep(3.0)
+            await b.hangup()
+            res_ext = await to_ext.wait(timeout=10)
+            b_heard = b.received_wav()
+            # unknown DID: 404; a provider's call to an outside number: 404, never relayed
+            res_unknown = await (await did_call("+15551239999")).wait(timeout=10)
+            res_relay = await (await did_call("95552345678")).wait(timeout=10)
+            # an unknown source: challenged; wrong credentials: 403; nothing goes out
+            res_stranger = await (await did_call("95552345678", port=other)).wait(timeout=10)
+            res_badauth = await run_sipp("uac_load.xml", srv.domain, service="95552345678",
+                                         caller="1001", auth_user="1001",
+                                         auth_pass="wrong-password", timeout=10,
+                                         workdir=tmp_path, trace_msg=True)
+            res_out = await outside.stop()
+    finally:
+        srv.stop()
+    assert res_flow.ok, res_flow.summary()
+    assert re.search(r"^BYE sip:", messages(res_flow.workdir), re.M)  # the flow hung up
+    present, freq = wire_tone(cap_path, to_flow.media_port, FLOW_TONE)
+    assert present, f"flow prompt not heard by the provider's caller (dominant {freq} Hz)"
+    assert res_ext.ok, res_ext.summary()
+    # both ways: the provider's pcap reached the phone, the phone's tone reached the provider
+    assert b_heard is not None
+    rate, x = audio.load_mono(b_heard)
+    assert len(x) / rate > 2.0 and audio.rms_dbfs(x) > -40.0, audio.rms_dbfs(x)
+    present, freq = wire_tone(cap_path, to_ext.media_port, B_TONE)
+    assert present, f"the phone's tone did not reach the provider (dominant {freq} Hz)"
+    for res, code in ((res_unknown, "404"), (res_relay, "404"), (res_stranger, "401")):
+        assert not res.ok
+        assert re.search(rf"^SIP/2.0 {code} ", messages(res.workdir), re.M), res.summary()
+    assert not res_badauth.ok
+    assert re.search(r"^SIP/2.0 403 ", messages(res_badauth.workdir), re.M)
+    assert res_out.attempted == 0, res_out.summary()  # no call reached the outside
+    cdrs = await finished_cdrs(srv, 4)
+    by_callee = {c["callee"]: c for c in cdrs}
+    assert by_callee["+15551230100"]["disposition"] == "ANSWERED"
+    assert by_callee["15551230101"]["caller"] == "+15559876543"
+    assert by_callee["15551230101"]["disposition"] == "ANSWERED"
+    assert extra(by_callee["15551230101"])["trunk"] == "peer"
+    assert by_callee["+15551239999"]["hangup_cause"] == "UNALLOCATED_NUMBER"
+    assert "95552345678" not in {c["callee"] for c in cdrs if c["disposition"] == "ANSWERED"}
+
+
+# ---------------------------------------------------------------- origination
+async def test_originate_extension_to_number_and_number_into_flow(tmp_path: Path) -> None:
+    port = netutil.free_sip_port()
+    cfg = {
+        "trunks": {"prov": trunk(port, caller_id="+15551230000")},
+        "outbound_routes": [NATIONAL],
+    }
+    srv = server_with(tmp_path, cfg, flow=True)
+    srv.start()
+    lo, hi = srv.config["rtp"]["port_min"], srv.config["rtp"]["port_max"]
+    cap_path = tmp_path / "orig.pcap"
+
+    def originate(*args: str) -> tuple[int, str]:
+        r = srv.cli("originate", *args, check=False, timeout=60)
+        return r.returncode, r.stdout + r.stderr
+
+    try:
+        prov = await provider("uas_trunk_provider.xml", port, tmp_path, rtp_echo=True, calls=2)
+        a_ctx = phone(srv, tmp_path, "1001", answermode="auto",
+                      source=audio.write_tone_wav(tmp_path / "a.wav", A_TONE, 30))
+        async with prov, a_ctx as a, Capture(cap_path, ports=[srv.port],
+                                             port_ranges=[(lo, hi)], max_seconds=60):
+            assert await a.register()
+            # ring 1001 (auto-answers), then dial out through the trunk and bridge
+            t0 = time.monotonic()
+            rc1, out1 = await asyncio.to_thread(
+                originate, "1001", "95552345678", "--caller-id", "+15551230099",
+                "--timeout", "10")
+            took = time.monotonic() - t0
+            await a.wait_established(1)
+            await asyncio.sleep(2.5)
+            heard = hears(a, A_TONE)  # the far end (echo) through the bridge
+            chans = await srv.acli_json("channels")
+            await a.hangup()
+            await a.wait_closed(5)
+            # an internal destination goes through the dialplan: 1003 has no phone
+            rc_local, out_local = await asyncio.to_thread(
+                originate, "1001", "1003", "--timeout", "5")
+            await a.wait_closed(5)  # the source leg is released
+            # call a number through the trunk and run a flow when it answers
+            rc2, out2 = await asyncio.to_thread(
+                originate, "95552345679", "--flow", "tone", "--timeout", "10", "--json")
+            res = await prov.wait(timeout=15)
+            # refused requests: exit codes
+            rc_flow, out_flow = await asyncio.to_thread(originate, "1001", "--flow", "nosuch")
+            rc_absent, out_absent = await asyncio.to_thread(
+                originate, "1003", "95552345678", "--timeout", "2")
+            rc_route, out_route = await asyncio.to_thread(originate, "1001", "12")
+    finally:
+        srv.stop()
+    assert rc1 == 0, out1
+    assert re.match(r"1001 -> 95552345678: answered, call [0-9a-f]{12}$", out1.strip()), out1
+    assert took < 10, took  # reported once the far end answered, not when the call ends
+    assert heard, "the originating phone did not hear the far end"
+    assert len(chans) == 2 and all(c["state"] == "Up" for c in chans), chans
+    assert rc2 == 0, out2
+    r2 = json.loads(out2)
+    assert (r2["result"], r2["stage"], r2["flow"]) == ("answered", "source", "tone"), r2
+    assert res.ok, res.summary()
+    invites = [m for m in sip_requests(messages(res.workdir), "INVITE")
+               if "Authorization" in m]
+    assert len(invites) == 2, invites
+    assert invites[0].startswith("INVITE sip:+15552345678@")
+    assert "<sip:+15551230099@" in header(invites[0], "From")  # --caller-id
+    assert invites[1].startswith("INVITE sip:+15552345679@")
+    assert "<sip:+15551230000@" in header(invites[1], "From")  # the trunk's default
+    present, freqs = wire_tone(cap_path, prov.media_port, FLOW_TONE)
+    assert present, f"the flow's prompt did not reach the called number ({freqs} Hz)"
+    present, freqs = wire_tone(cap_path, prov.media_port, A_TONE)
+    assert present, f"the phone's audio did not reach the called number ({freqs} Hz)"
+    assert rc_local == 7 and "unavailable (destination, SIP 480)" in out_local, out_local
+    assert rc_flow == 4 and "no flow named 'nosuch'" in out_flow, (rc_flow, out_flow)
+    assert rc_absent == 7 and "unavailable" in out_absent, (rc_absent, out_absent)
+    assert rc_route == 4 and "no outbound route" in out_route, (rc_route, out_route)
+    cdrs = await finished_cdrs(srv, 3)
+    orig = next(c for c in cdrs if c["callee"] == "1001")
+    assert orig["disposition"] == "ANSWERED"
+    assert extra(orig)["originate"] == {"source": "1001", "to": "95552345678"}
+    assert extra(orig)["dialled"] == "+15552345678"
