@@ -215,10 +215,7 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
         return 1
     flows_dir = Path(cfg.flows.directory)
     known = {p.stem for p in flow_files(flows_dir)} if flows_dir.is_dir() else set()
-    import shutil
-
-    def tts_available() -> bool:
-        return shutil.which("espeak-ng") is not None
+    from ccswitch.speech.tts import tts_available
 
     ctx = Context(prompts_dir=Path(cfg.prompts.directory), schedules=set(cfg.schedules),
                   queues=set(cfg.queues),

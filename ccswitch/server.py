@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -13,7 +14,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ccswitch.apps.conference import ParkingLot, find_ringing, run_conference
+from ccswitch.apps.conference import (
+    PARK_EVENT,
+    UNPARK_EVENT,
+    ParkingLot,
+    find_ringing,
+    run_conference,
+)
 from ccswitch.apps.dial import dial
 from ccswitch.apps.ivr.expr import render
 from ccswitch.apps.ivr.flow import Context, FlowError, FlowIssue, FlowSet, flow_files, load_flows
@@ -32,6 +39,7 @@ from ccswitch.media.engine import MediaEngine
 from ccswitch.media.moh import MusicOnHold
 from ccswitch.media.player import PromptCache
 from ccswitch.media.tones import sine
+from ccswitch.speech.tts import Tts, tts_available
 from ccswitch.storage.cdr import CdrStore
 from ccswitch.transport import Transports
 
@@ -67,6 +75,8 @@ class Server:
                                self.prompt_cache)
         self.manager.moh = self.moh
         self.tts: Any = None
+        if cfg.tts.enabled and tts_available():
+            self.tts = Tts(Path(cfg.tts.cache), cfg.tts.voice, cfg.tts.rate)
         self.recognizers: dict[str, Any] = {}
         self.executor: Any = None
         self.flows = FlowSet({}, 0)
@@ -74,10 +84,15 @@ class Server:
         self.conferences = Conferences(
             self.manager, Path(cfg.recordings.directory) if cfg.recordings.enabled else None)
         self.parking = ParkingLot(cfg.parking, self.bus.publish, self.connect)
+        self.parking.on_bridged = self._watch_features
         self.queues = QueueService(self.ua, self.moh, self.speak, self.bus.publish,
                                    Path(cfg.database.path), on_bridged=self._watch_features,
                                    cdr_extra=self._cdr_extra)
         self.ua.on_refer = self.transfers.on_refer
+        self.transfers.on_transfer = self._on_transfer
+        # per call (linkedid, while its first leg lives): who it was connected to, its
+        # transfers and parkings, kept in the CDR's extra (continuity across transfers)
+        self._history: dict[str, dict[str, list[Any]]] = {}
         self.trunks = TrunkManager(self.ua, self.manager, cfg,
                                    on_call_info=lambda cid, f: self.cdr.update_extra(cid, **f))
         self.trunks.run_flow = self.run_flow
@@ -223,7 +238,11 @@ class Server:
             self.ua.listen.setdefault((lst.transport, fam), bound.port)
             self.ua.listen_host.setdefault((lst.transport, fam), lst.address)
             log.info("listening on %s %s:%d", lst.transport, lst.address, bound.port)
-        self.bus.subscribe(self._on_event)
+        # only the events CDRs and recordings need: the others then cost nothing per call
+        self.bus.subscribe(self._on_event, {ev.CHANNEL_CREATE, ev.CHANNEL_ANSWER,
+                                            ev.CHANNEL_HANGUP})
+        self.bus.subscribe(self._on_call_control,
+                           {ev.CHANNEL_BRIDGE, PARK_EVENT, UNPARK_EVENT})
         await self.queues.start(cfg)
         self.bus.subscribe(self.queues.on_channel_event, {ev.CHANNEL_CREATE, ev.CHANNEL_HANGUP})
         await self.trunks.start()  # after the listeners: registrations need our address
@@ -239,6 +258,10 @@ class Server:
         self._housekeeping = asyncio.ensure_future(self._housekeep())
         log.info("ccswitch ready: %d extension(s), RTP %d-%d", len(cfg.extensions),
                  cfg.rtp.port_min, cfg.rtp.port_max)
+        # everything loaded so far (modules, config, flows) lives as long as the process:
+        # keep it out of the cyclic GC, whose full passes would otherwise walk it all
+        # (tens of ms with the loop stalled, every few thousand calls)
+        gc.freeze()
 
     async def stop(self) -> None:
         """Hang up every call with BYE, finalise recordings and CDRs."""
@@ -530,6 +553,56 @@ class Server:
         elif t == ev.CHANNEL_HANGUP:
             cause = e.get("cause", "NORMAL_CLEARING")
             self.cdr.end(cid, e["time"], disposition(bool(e.get("answered")), cause), cause)
+            self._history.pop(cid, None)
+
+    def _call_history(self, linkedid: str, key: str) -> list[Any] | None:
+        """The `key` list of a call's history; None once the call's first leg is gone."""
+        if linkedid not in self.manager.channels:
+            return None
+        return self._history.setdefault(linkedid, {}).setdefault(key, [])
+
+    def _on_call_control(self, e: dict[str, Any]) -> None:
+        """Bridges and parkings, into the CDR of the call(s) they belong to."""
+        t = e["event"]
+        if t == ev.CHANNEL_BRIDGE:
+            chans = [self.manager.channels.get(e.get("channel", "")),
+                     self.manager.channels.get(e.get("other", ""))]
+            for lid in {c.linkedid for c in chans if c is not None}:
+                parties = self._call_history(lid, "parties")
+                if parties is None:
+                    continue
+                first = self.manager.channels[lid].endpoint_name
+                new = [c.endpoint_name for c in chans if c is not None
+                       and c.endpoint_name != first and c.endpoint_name not in parties]
+                if new:
+                    parties.extend(new)
+                    self.cdr.update_extra(lid, parties=parties)
+        else:
+            lid = str(e.get("linkedid", ""))
+            parked = self._call_history(lid, "parked")
+            if parked is None:
+                return
+            item: dict[str, Any] = {k: e[k] for k in ("slot", "parker", "reason", "by")
+                                    if k in e}
+            item.update(event="park" if t == PARK_EVENT else "unpark", time=e["time"])
+            parked.append(item)
+            self.cdr.update_extra(lid, parked=parked)
+
+    def _on_transfer(self, kind: str, transferor: Channel, transferee: Channel, target: str,
+                     ok: bool, started: float) -> None:
+        lid = transferee.linkedid
+        transfers = self._call_history(lid, "transfers")
+        if transfers is not None:
+            transfers.append({"kind": kind, "by": transferor.endpoint_name,
+                              "party": transferee.endpoint_name, "to": target, "ok": ok,
+                              "time": time.time()})
+            self.cdr.update_extra(lid, transfers=transfers)
+        agent = transferor.endpoint_name
+        if ok and self.queues.agent_legs.get(agent) is transferor:
+            # the agent's queue call ends when they let go of it (outcome "transferred"):
+            # talk time after that belongs to whoever took the call, not to this agent;
+            # the agent leg's hangup, which follows at once, stores the record
+            self.queues.acd.agent_on_transfer(agent, started)
 
     def _start_recording(self, ch: Channel) -> None:
         if not self.cfg.recordings.enabled or ch.media is None or ch.recorder is not None:

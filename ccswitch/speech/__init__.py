@@ -1,0 +1,1 @@
+"""Speech: text to speech for prompts, recognition of spoken menu keywords."""
