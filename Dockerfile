@@ -5,5 +5,5 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-cert
 WORKDIR /opt/ccswitch
 COPY . .
 RUN ./setup.sh install
-EXPOSE 5060/udp 5060/tcp 32000-34999/udp
+EXPOSE 5060/udp 5060/tcp 32000-34999/udp 8080/tcp
 CMD [".venv/bin/ccswitch", "--config", "config.yaml", "run"]

@@ -12,7 +12,7 @@ shift || true
 # Debian packages: runtime (Python, speech synthesis, audio conversion) and, for tests,
 # the third-party SIP peers the end-to-end tests drive.
 APT_RUNTIME="python3 python3-venv python3-dev gcc espeak-ng sox libsox-fmt-all"
-APT_TEST="sip-tester baresip baresip-core sipsak tcpdump flite"
+APT_TEST="sip-tester baresip baresip-core sipsak tcpdump flite chromium"
 
 apt_install() {
   local need=""

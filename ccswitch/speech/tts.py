@@ -20,7 +20,6 @@ import os
 import queue
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -116,6 +115,8 @@ class _Pyttsx3Worker:
 class Tts:
     """`await tts.render(text)` -> path of an 8 kHz mono 16-bit WAV (cached)."""
 
+    PYTTSX3_TIMEOUT = 10.0
+
     def __init__(self, cache_dir: Path, voice: str = "en", rate: int = 160,
                  use_pyttsx3: bool = True) -> None:
         self.cache_dir = cache_dir
@@ -158,29 +159,42 @@ class Tts:
         return path
 
     async def _render(self, text: str, voice: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)  # a missing dir hangs pyttsx3
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # pyttsx3 may write a file late, after runAndWait returned: its scratch directory
+        # is never removed (a vanished output directory hangs every later render)
+        work = self.cache_dir / ".work"
+        work.mkdir(parents=True, exist_ok=True)
         self.renders += 1
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            raw = Path(tmp) / "raw.wav"
+        raw = work / f"{path.stem}-{os.getpid()}-{self.renders}.wav"
+        try:
             ok = False
             if self._use_pyttsx3:
                 if self._worker is None:
                     self._worker = _Pyttsx3Worker()
                 try:
-                    await asyncio.wrap_future(self._worker.submit(text, voice, self.rate, raw))
+                    await asyncio.wait_for(
+                        asyncio.wrap_future(self._worker.submit(text, voice, self.rate, raw)),
+                        self.PYTTSX3_TIMEOUT)
                     ok = True
+                except TimeoutError:
+                    # the engine is stuck (a known pyttsx3 failure): stop using it
+                    log.warning("pyttsx3 hung; using espeak-ng from now on")
+                    self._use_pyttsx3 = False
                 except Exception as e:
                     log.warning("pyttsx3 failed (%s); using espeak-ng directly", e)
             if not ok:
                 await self._espeak(text, voice, raw)
             pcm = await asyncio.to_thread(self._convert, raw)
-            if not pcm:
-                raise TtsError(f"no audio rendered for {text[:40]!r}")
-            part = path.with_suffix(".part")
-            w = CrashSafeWav(part, 1)
-            w.append(pcm)
-            w.close()
-            os.replace(part, path)  # atomic: a half-written prompt is never cached
+        finally:
+            with contextlib.suppress(OSError):
+                raw.unlink()
+        if not pcm:
+            raise TtsError(f"no audio rendered for {text[:40]!r}")
+        part = path.with_suffix(".part")
+        w = CrashSafeWav(part, 1)
+        w.append(pcm)
+        w.close()
+        os.replace(part, path)  # atomic: a half-written prompt is never cached
 
     async def _espeak(self, text: str, voice: str, out: Path) -> None:
         exe = shutil.which("espeak-ng")
