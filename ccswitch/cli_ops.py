@@ -448,6 +448,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         r = restore_backup(args.file, args.config)
     except BackupError as e:
         raise CliError(str(e), 1) from None
+    _, audit = _local_users(args)  # the restored database records that it was restored
+    audit.add_sync(action="restore", username="local", role="admin", source="cli",
+                   target=str(args.file), status=200,
+                   detail={"created": r["manifest"].get("created"), "forced": args.force})
     _print(args, r, "restored " + ", ".join(r["restored"]))
     return 0
 
@@ -566,7 +570,7 @@ def register(add: Any) -> None:
         sp.add_argument(f"--{k}")
     sp.add_argument("--disposition",
                     choices=["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CANCELLED"])
-    sp.add_argument("--since", help="epoch, YYYY-MM-DD[ HH:MM] or -2h")
+    sp.add_argument("--since", help="epoch, YYYY-MM-DD[ HH:MM] or --since=-2h")
     sp.add_argument("--until")
     sp.add_argument("--limit", type=int, default=50)
     sp.add_argument("--json", action="store_true")

@@ -52,12 +52,14 @@ def verify_password(stored: str, password: str) -> bool:
         return False
 
 
-# a constant-time answer for unknown users, so timing does not reveal who exists
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+_dummy: list[str] = []
 
 
 def verify_dummy(password: str) -> None:
-    verify_password(_DUMMY, password)
+    """As slow as checking a real user's password: timing does not reveal who exists."""
+    if not _dummy:
+        _dummy.append(_hasher.hash(secrets.token_urlsafe(16)))
+    verify_password(_dummy[0], password)
 
 
 def hash_secret(secret: str) -> str:

@@ -80,12 +80,27 @@ class EventHub:
         self.clients: set[Client] = set()
         self.visible = visible
         self.sent = 0
-        self._unsub = bus.subscribe(self._on_event)
+        self.bus = bus
+        self._unsub: Callable[[], None] | None = None
+
+    def add(self, client: Client) -> None:
+        # subscribed only while someone listens: an idle hub costs the bus nothing
+        if self._unsub is None:
+            self._unsub = self.bus.subscribe(self._on_event)
+        self.clients.add(client)
+
+    def remove(self, client: Client) -> None:
+        self.clients.discard(client)
+        if not self.clients and self._unsub is not None:
+            self._unsub()
+            self._unsub = None
 
     def close(self) -> None:
-        self._unsub()
         for c in list(self.clients):
             c.close()
+        if self._unsub is not None:
+            self._unsub()
+            self._unsub = None
 
     def _on_event(self, e: dict[str, Any]) -> None:
         if not self.clients:

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +143,8 @@ class Operations:
         db = Path(cfg.database.path)
         await self.users.open(db)
         await self.audit.open(db)
-        await self._first_admin()
+        if cfg.api.enabled:
+            await self._first_admin()
         self.pops = ScreenPops(s)
         self.metrics = Metrics(s)
         self.metrics.start()
@@ -297,6 +299,10 @@ class Operations:
                             request.headers.get(auth.CSRF_HEADER) != "ccswitch":
                         raise ApiError(403, f"{auth.CSRF_HEADER}: ccswitch is required "
                                             "with a session cookie")
+                    if who.via == "session" and op.name == "events" and \
+                            not _same_origin(request):
+                        # a page of another site opening our stream with the user's cookie
+                        raise ApiError(403, "cross-origin event stream refused")
                     if who.role not in op.roles:
                         raise ApiError(403, f"forbidden for role {who.role}")
                 if who is not None:
@@ -386,9 +392,15 @@ class Operations:
             out |= self._members_of(q)
         return out
 
-    def _call_info(self, ch: Channel) -> tuple[set[str], set[str]]:
-        """(extensions / numbers, queues) involved in the call of `ch`."""
-        legs = [c for c in self.server.manager.channels.values() if c.linkedid == ch.linkedid]
+    def _call_info(self, ch: Channel, groups: dict[str, list[Channel]] | None = None
+                   ) -> tuple[set[str], set[str]]:
+        """(extensions / numbers, queues) involved in the call of `ch` (`groups`: the live
+        channels by call, when the caller has them already)."""
+        if groups is not None:
+            legs = list(groups.get(ch.linkedid, ()))
+        else:
+            legs = [c for c in self.server.manager.channels.values()
+                    if c.linkedid == ch.linkedid]
         other = ch.bridged_with()
         if other is not None and other not in legs:
             legs.append(other)
@@ -402,10 +414,11 @@ class Operations:
                 queues.add(c.app_data)
         return parties, queues
 
-    def _sees_channel(self, who: Principal, ch: Channel) -> bool:
+    def _sees_channel(self, who: Principal, ch: Channel,
+                      groups: dict[str, list[Channel]] | None = None) -> bool:
         if who.all_queues:
             return True
-        parties, queues = self._call_info(ch)
+        parties, queues = self._call_info(ch, groups)
         if who.role == "supervisor":
             return bool(queues & set(who.queues)) or bool(parties & self._sup_agents(who))
         return bool(who.extension) and who.extension in parties
@@ -603,8 +616,12 @@ class Operations:
 
     # ============================================================ handlers: channels
     async def h_channels(self, request: web.Request, who: Principal) -> web.StreamResponse:
-        return web.json_response([c.snapshot() for c in self.server.manager.list()
-                                  if self._sees_channel(who, c)])
+        chans = self.server.manager.list()
+        groups: dict[str, list[Channel]] = {}
+        for c in chans:
+            groups.setdefault(c.linkedid, []).append(c)
+        return web.json_response([c.snapshot() for c in chans
+                                  if self._sees_channel(who, c, groups)])
 
     async def h_channel(self, request: web.Request, who: Principal) -> web.StreamResponse:
         return web.json_response(self._find(request, who).snapshot())
@@ -942,7 +959,7 @@ class Operations:
         await ws.prepare(request)
         await ws.send_str(json.dumps({"event": "HELLO", "time": time.time(),
                                       "user": who.username, "role": who.role}))
-        self.hub.clients.add(client)
+        self.hub.add(client)
 
         async def reader() -> None:
             async for msg in ws:
@@ -960,7 +977,7 @@ class Operations:
         except (ConnectionResetError, RuntimeError):
             pass
         finally:
-            self.hub.clients.discard(client)
+            self.hub.remove(client)
             rt.cancel()
             if client.overflowed:
                 await ws.close(code=1013, message=b"too slow: events dropped")
@@ -1149,6 +1166,13 @@ class Operations:
 
     async def h_static(self, request: web.Request, who: Principal) -> web.StreamResponse:
         return self._file(request.match_info["file"])
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True  # not a browser page (browsers always send Origin on WebSockets)
+    return urllib.parse.urlsplit(origin).netloc == request.host
 
 
 def _source(request: web.Request) -> str:

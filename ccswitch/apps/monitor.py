@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ccswitch.call.channel import Channel
 from ccswitch.media.engine import FrameSource
 from ccswitch.media.mixer import Mixer
+from ccswitch.media.moh import MohListener
 
 if TYPE_CHECKING:
     from ccswitch.server import Server
@@ -137,6 +138,8 @@ class MonitorSession:
             return
         src = self._sources[key]
         if on:
+            if isinstance(ep.source, MohListener):
+                return  # on hold: the music stays until the call is resumed
             if ep.source is not src:
                 ep.set_source(src)
         elif ep.source is src:

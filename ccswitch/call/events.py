@@ -28,24 +28,33 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     def __init__(self) -> None:
         self._subs: list[tuple[Subscriber, frozenset[str] | None]] = []
+        self._wants: dict[str, bool] = {}  # event type -> has a subscriber (cache)
         self.published = 0
 
     def subscribe(self, callback: Subscriber, types: set[str] | None = None) -> Callable[[], None]:
         entry = (callback, frozenset(types) if types else None)
         self._subs.append(entry)
+        self._wants.clear()
 
         def unsubscribe() -> None:
             if entry in self._subs:
                 self._subs.remove(entry)
+                self._wants.clear()
 
         return unsubscribe
 
     def wants(self, event_type: str) -> bool:
-        return any(t is None or event_type in t for _, t in self._subs)
+        """Whether anyone subscribes to `event_type`: publishers check this before building
+        the event's fields (per call, most event types have no subscriber)."""
+        w = self._wants.get(event_type)
+        if w is None:
+            w = self._wants[event_type] = any(
+                t is None or event_type in t for _, t in self._subs)
+        return w
 
     def publish(self, event_type: str, **fields: Any) -> None:
         self.published += 1
-        if not self._subs:
+        if not self.wants(event_type):
             return
         ev: Event = {"event": event_type, "time": time.time(), **fields}
         for cb, types in list(self._subs):

@@ -5,6 +5,7 @@ read by admins through the API or the CLI.  Schema: ccswitch/storage/db.py (migr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -43,8 +44,6 @@ class AuditStore(SyncDb):
         return self.run(ins)
 
     async def add(self, **fields: Any) -> int:
-        import asyncio
-
         return await asyncio.to_thread(lambda: self.add_sync(**fields))
 
     def search_sync(self, since: float | None = None, until: float | None = None,
@@ -77,6 +76,4 @@ class AuditStore(SyncDb):
         return [_row(r) for r in self.run(lambda c: c.execute(sql, params).fetchall())]
 
     async def search(self, **kw: Any) -> list[dict[str, Any]]:
-        import asyncio
-
         return await asyncio.to_thread(lambda: self.search_sync(**kw))

@@ -167,6 +167,14 @@ async def test_sessions_cookies_csrf_and_audit(srv: CcswitchServer) -> None:
         assert st == 403
         st, ags = await api.req("GET", "/api/agents")
         assert {a["agent"] for a in ags} == {"1002"}
+        # the event stream with the cookie: from our own pages only
+        with pytest.raises(aiohttp.WSServerHandshakeError) as ei:
+            await api.session.ws_connect(api.base + "/api/events",
+                                         headers={"Origin": "http://evil.example"})
+        assert ei.value.status == 403
+        async with api.session.ws_connect(api.base + "/api/events",
+                                          headers={"Origin": api.base}) as ws:
+            assert json.loads((await ws.receive(timeout=5)).data)["user"] == "sup"
         # log out: the cookie no longer works
         st, _ = await api.req("POST", "/api/logout", headers={"X-Requested-With": "ccswitch"})
         assert st == 200

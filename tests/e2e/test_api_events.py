@@ -8,6 +8,7 @@ CDR / recording search and download), then a queue call 1001 -> sales answered b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -58,10 +59,8 @@ class Stream:
             if left <= 0:
                 raise AssertionError(f"no such event in {[e['event'] for e in self.events]}")
             self._new.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), left)
-            except TimeoutError:
-                pass
 
     def stop(self) -> None:
         if self._task is not None:

@@ -139,7 +139,8 @@ function onEvent(e) {
   wb.events++;
   const t = e.event;
   if (t.startsWith("CHANNEL_") || t === "IVR_NODE" || t.startsWith("CONFERENCE_")) refresh.channels();
-  if (t === "CHANNEL_HANGUP" || t === "QUEUE_CALL_END" || t === "QUEUE_CALLER_LEAVE") refresh.today();
+  if (t === "CHANNEL_CREATE" || t === "CHANNEL_HANGUP" || t === "QUEUE_CALL_END" ||
+      t === "QUEUE_CALLER_LEAVE") refresh.today();
   if (t.startsWith("QUEUE_")) { refresh.queues(); refresh.channels(); }
   if (t === "AGENT_STATE" || t.startsWith("QUEUE_MEMBER_")) { refresh.agents(); refresh.queues(); }
   if (t.startsWith("MONITOR_")) refresh.monitors();
