@@ -73,6 +73,7 @@ class ParkingLot:
         self.publish = publish
         self.callback = callback  # connect(parked channel, parker extension)
         self.slots: dict[str, Parked] = {}
+        self.on_bridged: Callable[[Channel, Channel], None] | None = None
 
     def is_slot(self, number: str) -> bool:
         return number in self.cfg.slot_numbers()
@@ -108,22 +109,33 @@ class ParkingLot:
                          linkedid=p.chan.linkedid)
             if p.chan.media is not None:
                 p.chan.media.set_source(None)
-            await self.callback(p.chan, p.parker)
+            status, _code = await self.callback(p.chan, p.parker)
+            if not p.chan.is_gone and status not in ("ANSWER", "DONE"):
+                # the parker did not take it back: end the call rather than leave the
+                # caller in silence with nobody (as Asterisk after comebacktoorigin)
+                p.chan.hangup("NO_ANSWER")
         finally:
             if self.slots.get(p.slot) is p and p.chan.is_gone:
                 del self.slots[p.slot]
 
     async def retrieve(self, chan: Channel, slot: str) -> bool:
         """Someone dialled a slot: bridge them with the parked call."""
-        p = self.slots.pop(slot, None)
+        p = self.slots.get(slot)
         if p is None or p.chan.is_gone:
             return False
+        # answer first: a retriever hanging up meanwhile must not lose the parked call
+        await chan.answer()
+        if self.slots.get(slot) is not p or p.chan.is_gone:
+            return False  # another phone took it (or it hung up) while we answered
+        del self.slots[slot]
         if p.task is not None:
             p.task.cancel()
-        await chan.answer()
         if p.chan.media is not None:
             p.chan.media.set_source(None)
+        p.chan.app, p.chan.app_data = "Bridged", chan.name
         Bridge(chan.manager, chan, p.chan)
+        if self.on_bridged is not None:
+            self.on_bridged(chan, p.chan)  # feature codes (transfer, park again...)
         self.publish(UNPARK_EVENT, slot=slot, channel=p.chan.id, reason="retrieved",
                      by=chan.name, linkedid=p.chan.linkedid)
         await asyncio.shield(chan.hungup)
@@ -135,13 +147,19 @@ class ParkingLot:
 
 
 def find_ringing(channels: list[Channel], extension: str) -> SipChannel | None:
-    """The caller's channel of a call now ringing `extension` (for directed pickup)."""
+    """The caller's channel of a call now ringing `extension` (for directed pickup).
+
+    Only a call that Dial rings can be taken over (Dial handles the "pickup"
+    notification); a queue ringing an agent cannot, and is not offered: the picker
+    would otherwise be answered into silence."""
+    from ccswitch.apps.dial import PICKUP_VAR
     from ccswitch.call.sipua import SipChannel
 
     for ch in channels:
         if (isinstance(ch, SipChannel) and ch.direction == "outbound"
                 and ch.endpoint_name == extension and not ch.is_up and not ch.is_gone):
             for other in channels:
-                if other.id == ch.linkedid and isinstance(other, SipChannel):
+                if (other.id == ch.linkedid and isinstance(other, SipChannel)
+                        and other.vars.get(PICKUP_VAR)):
                     return other
     return None

@@ -26,6 +26,9 @@ log = logging.getLogger("ccswitch.dial")
 # North American ringback: 440 + 480 Hz, 2 s on, 4 s off
 RINGBACK = tones.cadence(2000, 4000, 6000, 440, 480)
 
+# set on a caller's channel while Dial rings for it and would take a directed pickup
+PICKUP_VAR = "dial_pickup"
+
 # which failure we report when several branches fail (higher wins)
 _RANK = {486: 90, 600: 95, 603: 94, 480: 50, 404: 40, 408: 30, 487: 10}
 
@@ -75,6 +78,8 @@ async def dial(
             if leg.is_gone:
                 q.put_nowait((leg, "failed", 503))
         pending = set(legs)
+        # while set, a directed pickup of this call's ringing legs is handled here
+        chan.vars[PICKUP_VAR] = True
         best = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -92,6 +97,7 @@ async def dial(
                     return DialResult("CANCEL", 487)
                 if what == "pickup" and isinstance(data, Channel) and not data.is_gone:
                     # directed pickup: another phone takes the call instead
+                    chan.vars.pop(PICKUP_VAR, None)
                     for other in pending:
                         other.hangup("PICKED_OFF")
                     pending.clear()
@@ -117,6 +123,7 @@ async def dial(
                 chan.progress()
                 Bridge(ua.manager, chan, c)
             elif what == "answered":
+                chan.vars.pop(PICKUP_VAR, None)
                 pending.discard(c)
                 for other in pending:
                     other.hangup("LOSE_RACE")
@@ -154,6 +161,7 @@ async def dial(
                     return DialResult("CHANUNAVAIL" if best in (480, 404) else "FAILED",
                                       best)
     finally:
+        chan.vars.pop(PICKUP_VAR, None)
         if chan.media is not None and ringback is not None and chan.media.source is ringback:
             chan.media.set_source(None)
         if listener in chan.listeners:

@@ -31,11 +31,26 @@ TRANSFER_EVENT = "TRANSFER"
 CONFIRM = sine(880, 150, dbfs=-14)
 
 
+# on_transfer(kind, transferor, transferee, target, ok, started): a transfer ended (ok: the
+# transferee reached the target); started is the loop time the transferor let go of the
+# call (blind: the request; attended: the completion), for talk-time attribution
+OnTransfer = Callable[[str, Channel, Channel, str, bool, float], None]
+
+
 class Transfers:
     def __init__(self, ua: SipUA, connect: Connect, publish: Callable[..., None]) -> None:
         self.ua = ua
         self.connect = connect
         self.publish = publish
+        self.on_transfer: OnTransfer | None = None
+
+    def _report(self, kind: str, transferor: Channel, transferee: Channel, target: str,
+                ok: bool, started: float) -> None:
+        if self.on_transfer is not None:
+            try:
+                self.on_transfer(kind, transferor, transferee, target, ok, started)
+            except Exception:  # bookkeeping must never break the call
+                log.exception("transfer hook failed")
 
     # ------------------------------------------------------------ REFER
     async def on_refer(self, transferor: SipChannel, target: ReferTarget, report: Report) -> None:
@@ -58,10 +73,12 @@ class Transfers:
                      transferee=transferee.id, target=number, linkedid=transferee.linkedid)
         log.info("%s transfers %s to %s", transferor.name, transferee.name, number)
         answered = False
+        started = asyncio.get_running_loop().time()
 
         def on_answer() -> None:
             nonlocal answered
             answered = True
+            self._report("blind", transferor, transferee, number, True, started)
             if report:
                 report(200, "OK")
             if not transferor.is_gone:
@@ -70,6 +87,7 @@ class Transfers:
         _status, code = await self.connect(transferee, number, on_answer)
         if answered or transferee.is_gone:
             return answered
+        self._report("blind", transferor, transferee, number, False, started)
         # the target failed: say so, and give the call back to the transferor if it waits
         if report:
             report(code or 503, None)
@@ -92,8 +110,10 @@ class Transfers:
         if party is None:
             report(503, "Service Unavailable (call not connected)")
             return
-        self.join(transferor, transferee, leg2, party)
+        # the final NOTIFY goes out before join() ends the transferor's dialog (a NOTIFY
+        # cannot follow our BYE)
         report(200, "OK")
+        self.join(transferor, transferee, leg2, party)
 
     def join(self, leg1: Channel, a: Channel, leg2: Channel, c: Channel) -> None:
         """Connect a (from leg1's bridge) with c (from leg2's bridge); end leg1 and leg2."""
@@ -106,6 +126,8 @@ class Transfers:
         Bridge(self.ua.manager, a, c)
         self.publish(TRANSFER_EVENT, kind="attended", channel=leg1.id, transferee=a.id,
                      target=c.name, linkedid=a.linkedid)
+        self._report("attended", leg1, a, c.endpoint_name, True,
+                     asyncio.get_running_loop().time())
         log.info("attended transfer: %s now talks to %s", a.name, c.name)
         for leg in (leg1, leg2):
             if not leg.is_gone:
@@ -209,32 +231,41 @@ class FeatureWatcher:
         if transferee.media is not None and moh is not None:
             transferee.media.set_source(moh.get(None).listener())
         consult: dict[str, Channel] = {}
+        target_left = asyncio.Event()
+        joined = False
 
         def on_answer() -> None:
             partner = ch.bridged_with()
             if partner is not None and ch.bridge is not None:
                 consult["c"] = partner
 
-                def complete(leaving: Channel, other: Channel) -> bool:
+                def on_leave(leaving: Channel, other: Channel) -> bool:
+                    nonlocal joined
+                    if leaving is not ch:
+                        # the target hung up: the transferor goes back to the transferee
+                        target_left.set()
+                        return True
                     # the transferor hung up while talking to the target: transfer done
                     if transferee.is_gone:
                         return False
+                    joined = True
                     self.t.join(ch, transferee, ch, other)
                     return True
 
-                ch.bridge.on_leave = complete
+                ch.bridge.on_leave = on_leave
 
         # the consultation call: ch dials the target; it returns when ch's call ends
         task: asyncio.Future[Any] = asyncio.ensure_future(self.t.connect(ch, number, on_answer))
+        left: asyncio.Future[Any] = asyncio.ensure_future(target_left.wait())
         cancel = False
         try:
             while not task.done():
                 waiter: asyncio.Future[Any] = asyncio.ensure_future(ch.dtmf_event.wait())
-                done, _ = await asyncio.wait([task, waiter, transferee.hungup],
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait([task, waiter, left, transferee.hungup,
+                                              ch.hungup], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                if transferee.hungup in done:
-                    return
+                if transferee.hungup in done or left in done:
+                    break
                 if waiter in done:
                     d = ch._take_digit()
                     self.buf = (self.buf + (d or ""))[-2:]
@@ -246,18 +277,36 @@ class FeatureWatcher:
                 if ch.is_gone:
                     break
         finally:
+            left.cancel()
             c = consult.get("c")
-            if cancel or c is None or c.is_gone:
-                # back to the transferee
+            if joined:
+                pass  # completed by the transferor hanging up (on_leave)
+            elif transferee.is_gone:
+                pass  # nobody to transfer: the transferor keeps its consultation call
+            elif ch.is_gone and c is None:
+                # the transferor hung up while the target rang: the transferee gets the
+                # target instead (as Asterisk's atxferdropcall=no)
+                if not task.done():
+                    task.cancel()
+                self.t.ua.spawn(self._deliver(transferee, number))
+            elif cancel or c is None or c.is_gone:
+                # back to the transferee; a target still ringing stops ringing
+                if not task.done() and c is None:
+                    task.cancel()
                 if c is not None and not c.is_gone:
                     if c.bridge is not None:
                         c.bridge.destroy()
                     c.hangup("NORMAL_CLEARING")
-                if not ch.is_gone and not transferee.is_gone:
+                if not ch.is_gone:
                     if transferee.media is not None:
                         transferee.media.set_source(None)
                     Bridge(ua.manager, ch, transferee)
-                elif not transferee.is_gone:
+                else:
                     transferee.hangup("NORMAL_CLEARING")
             else:
                 self.t.join(ch, transferee, ch, c)
+
+    async def _deliver(self, transferee: Channel, number: str) -> None:
+        status, _code = await self.t.connect(transferee, number, None)
+        if not transferee.is_gone and status not in ("ANSWER", "DONE"):
+            transferee.hangup("NORMAL_CLEARING")

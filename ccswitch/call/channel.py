@@ -76,12 +76,28 @@ class Channel:
         self.recorder: media.CallRecorder | None = None
         self.recording_path: str | None = None
         self.listeners: list[Listener] = []
-        self.dtmf_queue: asyncio.Queue[str] = asyncio.Queue()
-        self.dtmf_event = asyncio.Event()  # set while digits wait in dtmf_queue (barge-in)
+        # created on first use (most calls never see a digit): dtmf_queue, dtmf_event
+        self._dtmf_queue: asyncio.Queue[str] | None = None
+        self._dtmf_event: asyncio.Event | None = None
         self.hungup: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # ---- read-only views
+    @property
+    def dtmf_queue(self) -> asyncio.Queue[str]:
+        q = self._dtmf_queue
+        if q is None:
+            q = self._dtmf_queue = asyncio.Queue()
+        return q
+
+    @property
+    def dtmf_event(self) -> asyncio.Event:
+        """Set while digits wait in dtmf_queue (barge-in)."""
+        e = self._dtmf_event
+        if e is None:
+            e = self._dtmf_event = asyncio.Event()
+        return e
+
     @property
     def is_up(self) -> bool:
         return self.state == ChannelState.UP
@@ -152,7 +168,9 @@ class Channel:
     def _set_ringing(self) -> None:
         if self.state in (ChannelState.DOWN, ChannelState.RING):
             self.state = ChannelState.RINGING
-            self.manager.bus.publish(ev.CHANNEL_RINGING, **self._ev())
+            bus = self.manager.bus
+            if bus.wants(ev.CHANNEL_RINGING):
+                bus.publish(ev.CHANNEL_RINGING, **self._ev())
         self._notify("ringing")
 
     def _set_early(self) -> None:
@@ -167,7 +185,9 @@ class Channel:
         self.answered_at = time.time()
         if not self.answered.done():
             self.answered.set_result(None)
-        self.manager.bus.publish(ev.CHANNEL_ANSWER, **self._ev())
+        bus = self.manager.bus
+        if bus.wants(ev.CHANNEL_ANSWER):
+            bus.publish(ev.CHANNEL_ANSWER, **self._ev())
         self._notify("answered")
 
     def _set_gone(self, cause: str) -> None:
@@ -187,10 +207,12 @@ class Channel:
         if self.media is not None:
             self.media.close()
         self.manager.remove(self)
-        self.manager.bus.publish(
-            ev.CHANNEL_HANGUP, cause=cause, answered=self.answered_at is not None,
-            **self._ev(),
-        )
+        bus = self.manager.bus
+        if bus.wants(ev.CHANNEL_HANGUP):
+            bus.publish(
+                ev.CHANNEL_HANGUP, cause=cause, answered=self.answered_at is not None,
+                **self._ev(),
+            )
         if not self.hungup.done():
             self.hungup.set_result(cause)
         if not self.answered.done():
@@ -357,10 +379,11 @@ class Bridge:
                 # whatever an application was playing stops: the parties hear each other
                 if ch.media is not None and ch.media.source is not None:
                     ch.media.set_source(None)
-        manager.bus.publish(
-            ev.CHANNEL_BRIDGE, bridge=self.id, channel=a.id, name=a.name, linkedid=a.linkedid,
-            other=b.id, other_name=b.name,
-        )
+        if manager.bus.wants(ev.CHANNEL_BRIDGE):
+            manager.bus.publish(
+                ev.CHANNEL_BRIDGE, bridge=self.id, channel=a.id, name=a.name,
+                linkedid=a.linkedid, other=b.id, other_name=b.name,
+            )
 
     def other(self, ch: Channel) -> Channel | None:
         for c in self.channels:
@@ -391,7 +414,9 @@ class Bridge:
                 ch.bridge = None
                 if ch.media is not None and isinstance(ch.media.source, MohListener):
                     ch.media.set_source(None)
-        self.manager.bus.publish(ev.CHANNEL_UNBRIDGE, bridge=self.id, channel=a.id, other=b.id)
+        if self.manager.bus.wants(ev.CHANNEL_UNBRIDGE):
+            self.manager.bus.publish(ev.CHANNEL_UNBRIDGE, bridge=self.id, channel=a.id,
+                                     other=b.id)
 
 
 class ChannelManager:
@@ -409,7 +434,8 @@ class ChannelManager:
 
     def add(self, ch: Channel) -> None:
         self.channels[ch.id] = ch
-        self.bus.publish(ev.CHANNEL_CREATE, **ch._ev())
+        if self.bus.wants(ev.CHANNEL_CREATE):
+            self.bus.publish(ev.CHANNEL_CREATE, **ch._ev())
 
     def remove(self, ch: Channel) -> None:
         self.channels.pop(ch.id, None)

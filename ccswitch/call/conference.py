@@ -116,6 +116,12 @@ class Room:
                          linkedid=chan.linkedid, members=len(self.members))
         if not self.members:
             self.close()
+        elif self.ad_hoc and len(self.members) == 1:
+            # a three-way call whose last partner left: nobody to talk to, end it
+            # (its hangup notification removes it and closes the room)
+            last = next(iter(self.members.values())).chan
+            if not last.is_gone:
+                last.hangup("NORMAL_CLEARING")
 
     def close(self) -> None:
         if self._tick in self.engine.tick_hooks:
