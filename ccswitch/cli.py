@@ -261,7 +261,7 @@ def cmd_conference(args: argparse.Namespace) -> int:
         return 0
     if not args.member:
         raise CliError(f"conference {args.action} needs a member (channel name or id)", 1)
-    r = api(args, "POST", f"/api/conferences/{args.room}/{args.action}/{args.member}")
+    r = api(args, "POST", f"/api/conferences/{_q(args.room)}/{args.action}/{_q(args.member)}")
     print(json.dumps(r) if args.json else f"{args.action}: {r['member']} in {r['conference']}")
     return 0
 

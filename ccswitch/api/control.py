@@ -40,7 +40,7 @@ class ControlServer:
             web.post("/api/reload", self.reload),
             web.get("/api/conferences", self.conferences),
             web.get("/api/conferences/{number}", self.conference),
-            web.post("/api/conferences/{number}/{action}/{member}", self.conference_action),
+            web.post("/api/conferences/{number}/{action}/{member:.+}", self.conference_action),
             web.get("/api/parking", self.parking),
             web.get("/api/queues", self.queues),
             web.get("/api/queues/{name}", self.queue),

@@ -17,6 +17,7 @@ import logging
 import random
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ccswitch.media import g711, rtp
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
 from ccswitch.media.player import FramePlayer
 from ccswitch.media.rtp import InStats, OutStream
-from ccswitch.media.wav import StereoRecorder
+from ccswitch.media.wav import FileWriter, StereoRecorder
 
 log = logging.getLogger("ccswitch.media")
 
@@ -32,6 +33,9 @@ _SEQ_TS = struct.Struct("!HI")
 _TS = struct.Struct("!I")
 FRAME = 0.02
 SAMPLES = 160
+FLUSH_SLOTS = 50  # ticks per second: each recorder is flushed once a second
+POOL_MAX = 1024  # released RTP/RTCP port pairs kept bound for reuse
+POOL_QUARANTINE = 2.0  # s before a released pair serves another call
 _MASK32 = 0xFFFFFFFF
 
 Addr = tuple[str, int]
@@ -67,10 +71,11 @@ class CallRecorder:
 
     __slots__ = ("_anchor", "_closed", "path", "rec", "t0")
 
-    def __init__(self, path: Path, now: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, now: float, writer: FileWriter | None = None) -> None:
+        if writer is None:
+            path.parent.mkdir(parents=True, exist_ok=True)  # else the writer's thread does
         self.path = path
-        self.rec = StereoRecorder(str(path))
+        self.rec = StereoRecorder(str(path), writer=writer)
         self.t0 = now
         self._anchor: list[tuple[int, int] | None] = [None, None]
         self._closed = False
@@ -117,6 +122,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.rtcp: asyncio.DatagramTransport | None = None
         self.remote: Addr | None = None
         self.family = socket.AF_INET
+        self.bind_host = ""  # the address the sockets are bound to (set by the engine)
         self.latched = False
         self._candidate: Addr | None = None
         self._candidate_n = 0
@@ -147,12 +153,16 @@ class Endpoint(asyncio.DatagramProtocol):
         pass  # ICMP port unreachable while the far end is not listening yet: not fatal
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        # the hot path: one call per RTP packet, so locals and no helper calls when bridged
         if addr != self.remote:
             if len(addr) > 2:
                 addr = (addr[0], addr[1])  # IPv6: drop flowinfo and scope id
             if addr != self.remote and not self._accept_source(addr):
                 return
-        if len(data) < 12 or data[0] >> 6 != 2:
+        if len(data) < 12:
+            return
+        b0 = data[0]
+        if b0 >> 6 != 2:
             return
         pt = data[1] & 0x7F
         now = self.engine.now()
@@ -160,12 +170,13 @@ class Endpoint(asyncio.DatagramProtocol):
             self.rx_packets += 1
             seq, ts = _SEQ_TS.unpack_from(data, 2)
             self.stats.update(seq, ts, now)
-            cc = data[0] & 0x0F
-            if self.recorder is not None or self.taps or self.inband is not None:
-                payload = data[12 + 4 * cc :] if not data[0] & 0x30 else _payload(data)
+            recorder = self.recorder
+            if recorder is not None or self.taps or self.inband is not None:
+                # plain 12-byte header (no CSRC, extension, padding): the usual case
+                payload = data[12:] if b0 == 0x80 else _payload(data)
                 pcm = g711.decode(pt, payload)
-                if self.recorder is not None:
-                    self.recorder.put(self.rec_rx_side, pcm, ts, now)
+                if recorder is not None:
+                    recorder.put(self.rec_rx_side, pcm, ts, now)
                 for tap in self.taps:
                     tap(pcm)
                 if self.inband is not None:
@@ -177,7 +188,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 peer.relay(data, pt, now)
         elif pt == self.dtmf_pt:
             ts = _TS.unpack_from(data, 4)[0]
-            cc = data[0] & 0x0F
+            cc = b0 & 0x0F
             payload = data[12 + 4 * cc :]
             digit = self.events.feed(ts, payload, bool(data[1] & 0x80), now)
             if digit is not None:
@@ -214,14 +225,17 @@ class Endpoint(asyncio.DatagramProtocol):
     def relay(self, data: bytes, in_pt: int, now: float) -> None:
         """Send a packet received on the bridged endpoint out of this one."""
         remote = self.remote
-        if remote is None or not self.send_enabled or self.transport is None:
+        transport = self.transport
+        if remote is None or not self.send_enabled or transport is None:
             return
         peer = self.peer
-        if in_pt == self.codec_pt or (peer is not None and in_pt == peer.dtmf_pt):
-            out_pt = self.dtmf_pt if (peer is not None and in_pt == peer.dtmf_pt) else None
-            if out_pt == in_pt:
-                out_pt = None
-            pkt: bytes | bytearray = self.out.forward(data, now, out_pt)
+        peer_dtmf = peer.dtmf_pt if peer is not None else -2
+        if in_pt == self.codec_pt:
+            # same codec on both legs: a header rewrite (the common, fast case)
+            pkt: bytes | bytearray = self.out.forward(data, now)
+        elif in_pt == peer_dtmf:
+            out_pt = self.dtmf_pt if self.dtmf_pt != in_pt else None
+            pkt = self.out.forward(data, now, out_pt)
         else:
             # different codecs on the two legs: transcode G.711 u-law <-> A-law; the new
             # packet has a plain 12-byte header (no CSRC, extension or padding left)
@@ -230,13 +244,13 @@ class Endpoint(asyncio.DatagramProtocol):
             pkt = self.out.forward(
                 hdr + g711.transcode(payload, in_pt, self.codec_pt), now, self.codec_pt
             )
-        self.transport.sendto(pkt, remote)
+        transport.sendto(pkt, remote)
         self.tx_packets += 1
-        if self.recorder is not None and in_pt != self.dtmf_pt and (
-            peer is None or in_pt != peer.dtmf_pt
-        ):
-            pcm = g711.decode(in_pt, _payload(data))
-            self.recorder.put(self.rec_tx_side, pcm, _TS.unpack_from(pkt, 4)[0], now)
+        recorder = self.recorder
+        if recorder is not None and in_pt != self.dtmf_pt and in_pt != peer_dtmf:
+            payload = data[12:] if data[0] == 0x80 else _payload(data)
+            recorder.put(self.rec_tx_side, g711.decode(in_pt, payload),
+                         _TS.unpack_from(pkt, 4)[0], now)
 
     def send_pcm(self, pcm: bytes, now: float) -> None:
         """Send one locally generated 20 ms frame (prompt, music, mixer output)."""
@@ -287,11 +301,7 @@ class Endpoint(asyncio.DatagramProtocol):
             self.peer.peer = None
         self.peer = None
         self.engine._playing.discard(self)
-        self.engine._release(self)
-        if self.transport is not None:
-            self.transport.close()
-        if self.rtcp is not None:
-            self.rtcp.close()
+        self.engine._release(self)  # keeps the sockets for a later call, or closes them
 
     def info(self) -> dict[str, object]:
         return {
@@ -310,7 +320,11 @@ def _payload(data: bytes) -> bytes:
 
 
 class _Sink(asyncio.DatagramProtocol):
-    """RTCP socket: bound so the far end gets no ICMP errors; reports are ignored."""
+    """RTCP socket: bound so the far end gets no ICMP errors; reports are ignored.
+    Also what a pooled (idle) RTP socket delivers to."""
+
+
+_SINK = _Sink()
 
 
 def connect(a: Endpoint, b: Endpoint) -> None:
@@ -332,16 +346,25 @@ class MediaEngine:
         self.port_min = port_min + (port_min & 1)
         self.port_max = port_max
         self._used: set[int] = set()
+        # released port pairs kept bound for reuse, per bind address, oldest first:
+        # (release time, port, RTP transport, RTCP transport)
+        self._pool: dict[str, deque[tuple[float, int, asyncio.DatagramTransport,
+                                          asyncio.DatagramTransport]]] = {}
+        self._pooled: set[int] = set()
         self._playing: set[Endpoint] = set()
         self._events: list[tuple[Endpoint, list[tuple[bytes, bool, bool]]]] = []
         self._recorders: set[CallRecorder] = set()
+        self.files = FileWriter()  # recordings' writes, off the event loop
+        # recorders are flushed once a second, a slice of them per tick: all at once took
+        # the loop away for tens of ms with a few hundred calls (a latency spike for all)
+        self._flush_slots: list[set[CallRecorder]] = [set() for _ in range(FLUSH_SLOTS)]
+        self._next_slot = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._t0 = 0.0
         self._tick_n = 0
         self.tick_count = 0  # ticks run so far (shared sources advance once per tick)
         self.tick_hooks: list[Callable[[float], None]] = []  # e.g. conference mixers
-        self._last_flush = 0.0
         self.now: Callable[[], float] = lambda: 0.0
         self.endpoints = 0
         self.max_tick_lag = 0.0  # since start
@@ -363,6 +386,16 @@ class MediaEngine:
         for r in list(self._recorders):
             r.close(now)
         self._recorders.clear()
+        self.files.close()  # everything queued reaches the files
+        for slot in self._flush_slots:
+            slot.clear()
+        for pool in self._pool.values():
+            for _, _, t, rtcp in pool:
+                t.close()
+                rtcp.close()
+        self._pool.clear()
+        self._pooled.clear()
+        self._loop = None  # endpoints closed from now on close their sockets
 
     def take_max_tick_lag(self, reset: bool = False) -> float:
         """The worst tick lateness (s) since the last reset (since start if never reset)."""
@@ -397,10 +430,27 @@ class MediaEngine:
         n = (self.port_max - self.port_min + 1) // 2
         if n <= len(self._used):
             raise OSError(errno.EADDRINUSE, "RTP port range exhausted")
+        pool = self._pool.get(host)
+        if pool and self.now() - pool[0][0] >= POOL_QUARANTINE:
+            # a port pair released by an earlier call: no socket, bind or loop registration
+            _, port, t, rtcp = pool.popleft()
+            self._pooled.discard(port)
+            if not t.is_closing() and not rtcp.is_closing():
+                self._used.add(port)
+                ep = Endpoint(self, port, symmetric)
+                ep.family = family
+                ep.bind_host = host
+                t.set_protocol(ep)
+                ep.connection_made(t)
+                ep.rtcp = rtcp
+                self.endpoints += 1
+                return ep
+            t.close()
+            rtcp.close()
         start = random.randrange(n)
         for i in range(n):
             port = self.port_min + 2 * ((start + i) % n)
-            if port in self._used:
+            if port in self._used or port in self._pooled:
                 continue
             rtp_sock = socket.socket(family, socket.SOCK_DGRAM)
             rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -419,6 +469,7 @@ class MediaEngine:
             self._used.add(port)
             ep = Endpoint(self, port, symmetric)
             ep.family = family
+            ep.bind_host = host
             await loop.create_datagram_endpoint(lambda ep=ep: ep, sock=rtp_sock)  # type: ignore[misc]
             t, _ = await loop.create_datagram_endpoint(_Sink, sock=rtcp_sock)
             ep.rtcp = t
@@ -430,15 +481,38 @@ class MediaEngine:
         if ep.port in self._used:
             self._used.discard(ep.port)
             self.endpoints -= 1
+        t, rtcp = ep.transport, ep.rtcp
+        ep.transport = None
+        ep.rtcp = None
+        if t is None or rtcp is None or t.is_closing() or rtcp.is_closing() \
+                or self._loop is None or len(self._pooled) >= POOL_MAX:
+            if t is not None:
+                t.close()
+            if rtcp is not None:
+                rtcp.close()
+            return
+        # keep the bound pair for a later call (creating and registering two sockets is
+        # most of an endpoint's set-up cost); what still arrives for the old call is
+        # dropped meanwhile, and the quarantine keeps a late stream of the old call from
+        # being latched by the next one
+        t.set_protocol(_SINK)
+        self._pool.setdefault(ep.bind_host, deque()).append((self.now(), ep.port, t, rtcp))
+        self._pooled.add(ep.port)
 
     def new_recorder(self, path: Path) -> CallRecorder:
-        rec = CallRecorder(path, self.now())
+        # the file system calls go to a thread: a write() that waits for the disk (page
+        # under writeback, journal commit) stalled every call's media for 100s of ms
+        rec = CallRecorder(path, self.now(), self.files)
         self._recorders.add(rec)
+        self._flush_slots[self._next_slot].add(rec)
+        self._next_slot = (self._next_slot + 1) % FLUSH_SLOTS
         return rec
 
     def close_recorder(self, rec: CallRecorder) -> None:
         rec.close(self.now())
         self._recorders.discard(rec)
+        for slot in self._flush_slots:
+            slot.discard(rec)
 
     def _queue_event(self, ep: Endpoint, packets: list[tuple[bytes, bool, bool]]) -> None:
         self._events.append((ep, list(packets)))
@@ -497,8 +571,6 @@ class MediaEngine:
                 if pkts:
                     still.append((ep, pkts))
             self._events = still
-        if now - self._last_flush >= 1.0:
-            self._last_flush = now
-            for r in self._recorders:
-                r.flush(now)
+        for r in self._flush_slots[self.tick_count % FLUSH_SLOTS]:
+            r.flush(now)
         self._schedule()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -61,12 +62,55 @@ class AuthParseError(AuthError):
 # --------------------------------------------------------------------------- parsing
 
 
+# The usual shape, for a fast path: scheme, then name=value pairs separated by commas
+# (no empty list elements, no line breaks).  Anything else takes the general parser below,
+# which gives the same result for these and the precise error for the rest.
+_TOKEN_RE_CLASS = "[A-Za-z0-9\\-.!%*_+`'~]"
+_FAST_PARAM = (rf'({_TOKEN_RE_CLASS}+)[ \t]*+=[ \t]*+'
+               r'(?:"((?:[^"\\\r\n]++|\\[^\r\n])*+)"|([^ \t\r\n,"=]++))')
+_FAST_AUTH_RE = re.compile(
+    rf"[ \t]*+({_TOKEN_RE_CLASS}++)[ \t]++{_FAST_PARAM}(?:[ \t]*+,[ \t]*+{_FAST_PARAM})*+[ \t]*+")
+_FAST_PARAM_RE = re.compile(_FAST_PARAM)
+
+
 def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Digest k=v, k2="v 2"`` into ("Digest", {"k": "v", "k2": "v 2"}).
 
     Parameter names are lower-cased, quoted strings unescaped; the scheme is returned as
     written. Raises AuthParseError on anything that is not scheme + auth-params.
     """
+    m = _FAST_AUTH_RE.fullmatch(value)
+    if m is not None:
+        params: dict[str, str] = {}
+        for name, quoted, plain in _FAST_PARAM_RE.findall(value, m.end(1)):
+            name = name.lower()
+            if name in params:
+                break  # duplicate: the general parser reports it
+            if quoted and "\\" in quoted:
+                quoted = _unescape(quoted)
+            params[name] = quoted or plain
+        else:
+            return m.group(1), params
+    return _parse_auth_header(value)
+
+
+def _unescape(s: str) -> str:
+    """Undo quoted-pairs: a backslash takes the next character literally."""
+    out: list[str] = []
+    i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n:
+            out.append(s[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
     n = len(value)
     i = _skip_ws(value, 0)
     start = i
@@ -261,6 +305,7 @@ class DigestServer:
                 raise ValueError(f"unsupported algorithm {name!r}")
             canonical.append(alg)
         self.realm = realm
+        self._realm_b = realm.encode()
         self.nonce_ttl = nonce_ttl
         self.algorithms = tuple(canonical)
         self.qop = qop
@@ -283,7 +328,8 @@ class DigestServer:
         return base64.urlsafe_b64encode(raw + self._mac(raw)).decode("ascii")
 
     def _mac(self, raw: bytes) -> bytes:
-        return hmac.new(self._secret, raw + self.realm.encode(), hashlib.sha256).digest()[:16]
+        # hmac.digest: the one-shot C path (same value as hmac.new(...).digest(), 3x faster)
+        return hmac.digest(self._secret, raw + self._realm_b, "sha256")[:16]
 
     def _nonce_time(self, nonce: str) -> float | None:
         """Issue time of a nonce we issued, None if it is not ours (forged or mangled)."""

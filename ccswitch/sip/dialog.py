@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ccswitch.sip.errors import ParseError
 from ccswitch.sip.message import Request, Response
 from ccswitch.sip.transaction import MAGIC, Peer
-from ccswitch.sip.uri import NameAddr, SipURI, Via
+from ccswitch.sip.uri import NameAddr, SipURI, format_host
 
 
 def new_branch() -> str:
@@ -37,9 +37,9 @@ class LocalAddress:
     port: int
 
     def via(self, branch: str | None = None) -> str:
-        v = Via(self.transport.upper(), self.host, self.port, {"branch": branch or new_branch()})
-        v.params["rport"] = None
-        return str(v)
+        # what str(Via(...)) gives, without building one (a Via per request we send)
+        return (f"SIP/2.0/{self.transport.upper()} {format_host(self.host)}:{self.port}"
+                f";branch={branch or new_branch()};rport")
 
     def contact_uri(self, user: str | None = None) -> SipURI:
         params: dict[str, str | None] = {}

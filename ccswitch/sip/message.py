@@ -424,7 +424,16 @@ def parse_message(data: bytes, stream: bool = False) -> Request | Response:
     start = lines[0]
     headers: list[tuple[str, str]] = []
     folded: list[str] | None = None  # continuation lines of headers[-1], joined once
+    known = _valid_names
     for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon and folded is None:
+            # fast path: a header name seen before (never a continuation line: cached
+            # names are tokens, which cannot start with SP or HT)
+            cname = known.get(name)
+            if cname is not None:
+                headers.append((cname, value.strip()))
+                continue
         if line[:1] in (" ", "\t"):
             # folded continuation (RFC 3261 §7.3.1): join with one space
             if not headers:
@@ -438,7 +447,6 @@ def parse_message(data: bytes, stream: bool = False) -> Request | Response:
         if folded is not None:
             headers[-1] = (headers[-1][0], " ".join(folded))
             folded = None
-        name, colon, value = line.partition(":")
         if not colon:
             if not line.strip():
                 continue
@@ -510,12 +518,14 @@ def parse_message(data: bytes, stream: bool = False) -> Request | Response:
 
     # ---- body framing (RFC 3261 §18.3)
     cl_s: str | None = None
-    for n, v in headers:
-        if n == "Content-Length":
-            if cl_s is not None and v != cl_s:
-                # RFC 4475 mcl01: as unframeable as an invalid value
-                raise _bad(msg, "conflicting Content-Length values")
-            cl_s = v
+    names = [n for n, _ in headers]
+    if "Content-Length" in names:
+        for n, v in headers:
+            if n == "Content-Length":
+                if cl_s is not None and v != cl_s:
+                    # RFC 4475 mcl01: as unframeable as an invalid value
+                    raise _bad(msg, "conflicting Content-Length values")
+                cl_s = v
     if cl_s is not None:
         cl = _uint(cl_s)
         if cl is None:
@@ -526,7 +536,7 @@ def parse_message(data: bytes, stream: bool = False) -> Request | Response:
     elif stream:
         raise _bad(msg, "missing Content-Length on stream transport")
     msg.body = body
-    _validate(msg)
+    _validate(msg, names)
     return msg
 
 
@@ -539,16 +549,13 @@ def _bad(msg: Message, reason: str) -> ParseError:
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
 
 
-def _validate(msg: Request | Response) -> None:
-    """Mandatory headers (RFC 3261 §8.1.1) and their syntax."""
-    counts = dict.fromkeys(_MANDATORY, 0)
-    for n, _ in msg.headers:
-        if n in counts:
-            counts[n] += 1
+def _validate(msg: Request | Response, names: list[str]) -> None:
+    """Mandatory headers (RFC 3261 §8.1.1) and their syntax.  `names`: the header names."""
     for name in _MANDATORY:
-        if not counts[name]:
+        count = names.count(name)
+        if not count:
             raise _bad(msg, f"missing {name} header")
-        if counts[name] > 1 and name != "Via":
+        if count > 1 and name != "Via":
             raise _bad(msg, f"duplicate {name} header")
     try:
         msg.via  # noqa: B018 - parse to validate

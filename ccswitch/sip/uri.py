@@ -23,6 +23,19 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _VIA_RE = re.compile(r"([^\s/]++)\s*+/\s*+([^\s/]++)\s*+/\s*+([^\s/;]++)\s++(\S.*+)", re.DOTALL)
 
 
+# Fast paths for the shapes nearly every message has (one C-level match each); anything
+# else, including every error, takes the general parsers, which give the same result
+# for these shapes.  Parameters have no quotes, spaces or empty names here.
+_FAST_HOST = r"([A-Za-z0-9\-.]++|\[[0-9A-Fa-f:.]++\])(?::([0-9]{1,5}+))?+"
+_FAST_PARAMS = r"((?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=[^;\s\"<>,?@]*+)?+)*+)"
+_FAST_URI_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%]++)@)?+" + _FAST_HOST + _FAST_PARAMS)
+_FAST_NAMEADDR_RE = re.compile(
+    r'(?:"([^"\\\r\n]*+)"[ \t]*+|([A-Za-z0-9\-.!%*_+`\'~]++(?:[ \t]++[A-Za-z0-9\-.!%*_+`\'~]++)*+)'
+    r"[ \t]*+)?+<(sips?:[^<>\s\"]++)>" + _FAST_PARAMS)
+_FAST_VIA_RE = re.compile(r"SIP/2\.0/([A-Z]++) " + _FAST_HOST + _FAST_PARAMS)
+
+
 def is_token(s: str) -> bool:
     return _TOKEN_RE.fullmatch(s) is not None
 
@@ -126,6 +139,20 @@ class SipURI:
 
     @classmethod
     def parse(cls, text: str) -> SipURI:
+        m = _FAST_URI_RE.fullmatch(text)
+        if m is not None:
+            scheme, user, host, port_s, params_s = m.groups()
+            if user is not None or "@" not in text:
+                port = int(port_s) if port_s is not None else None
+                if port is None or port <= 65535:
+                    if host[0] == "[":
+                        host = host[1:-1]
+                    return cls(scheme, user, host, port, None,
+                               _split_params(params_s[1:]) if params_s else {}, None)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> SipURI:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
@@ -227,6 +254,16 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        m = _FAST_NAMEADDR_RE.fullmatch(text)
+        if m is not None:
+            quoted, tokens, uri_s, params_s = m.groups()
+            display = quoted if quoted is not None else (tokens or None)
+            uri = SipURI.parse(uri_s)
+            return cls(uri, display, _split_params(params_s[1:]) if params_s else {}, True)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if not text:
             raise ParseError("empty address")
@@ -295,6 +332,19 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        m = _FAST_VIA_RE.fullmatch(text)
+        if m is not None:
+            transport, host, port_s, params_s = m.groups()
+            port = int(port_s) if port_s is not None else None
+            if port is None or port <= 65535:
+                if host[0] == "[":
+                    host = host[1:-1]
+                return cls(transport, host, port,
+                           _split_params(params_s[1:]) if params_s else {})
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         # LWS is allowed around the '/' of sent-protocol and before sent-by (RFC 3261
         # §25.1 SLASH = SWS "/" SWS; RFC 4475 wsinv)
         m = _VIA_RE.fullmatch(text.strip())
