@@ -55,6 +55,8 @@ class CcswitchServer:
             "control": {"socket": "ccswitch.sock"},
             "recordings": {"directory": "recordings"},
             "logging": {"level": "debug"},
+            # recognizers load big models: only the speech tests turn them on
+            "speech": {"enabled": False},
             "extensions": [dict(e) for e in DEMO_EXTENSIONS],
         }
         for k, v in (overrides or {}).items():

@@ -336,6 +336,8 @@ async def _listen(
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if speech_t is not None and speech_t in done:
                 res = speech_t.result()
+                log.info("%s: heard %r (%.2f) -> %s", chan.name, res.text, res.confidence,
+                         res.phrase or "no match")
                 return "speech", res.phrase or ""
             digits, _why = digits_t.result()
             if digits:
@@ -344,6 +346,8 @@ async def _listen(
                 # the caller is still talking: give the recogniser time to finish
                 try:
                     res = await asyncio.wait_for(asyncio.shield(speech_t), 8.0)
+                    log.info("%s: heard %r (%.2f) -> %s", chan.name, res.text,
+                             res.confidence, res.phrase or "no match")
                     return "speech", res.phrase or ""
                 except TimeoutError:
                     pass
