@@ -23,9 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-import aiosqlite
-
-from ccswitch.storage.db import connect_readonly_sync, open_database
+from ccswitch.storage.batch import BatchedStore
+from ccswitch.storage.db import connect_readonly_sync
 
 __all__ = [
     "DISPOSITIONS",
@@ -116,46 +115,11 @@ def _row_to_dict(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-class CdrStore:
+class CdrStore(BatchedStore[_Op]):
     """CDRs in the ccswitch SQLite database."""
 
     def __init__(self, *, flush_interval: float = 0.1) -> None:
-        self.flush_interval = flush_interval
-        self._db: aiosqlite.Connection | None = None
-        self._pending: list[tuple[_Op, tuple[Any, ...]]] = []
-        self._wakeup = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    # -- life cycle ---------------------------------------------------------
-
-    async def open(self, path: str | Path) -> None:
-        if self._db is not None:
-            raise RuntimeError("CdrStore is already open")
-        self._db = await open_database(path)
-        self._closing.clear()
-        self._task = asyncio.create_task(self._flusher(), name="cdr-flusher")
-
-    async def close(self) -> None:
-        """Write what is queued, then close. Raises if that last write fails."""
-        if self._db is None:
-            return
-        self._closing.set()
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        try:
-            await self.flush()
-        finally:
-            db, self._db = self._db, None
-            await db.close()
-
-    @property
-    def pending(self) -> int:
-        """Operations queued and not yet written."""
-        return len(self._pending)
+        super().__init__(flush_interval=flush_interval)
 
     # -- recording a call (non-blocking: queued) ----------------------------
 
@@ -193,83 +157,20 @@ class CdrStore:
         if fields:
             self._enqueue("extra", (json.dumps(fields, separators=(",", ":")), call_uuid))
 
-    def _enqueue(self, op: _Op, args: tuple[Any, ...]) -> None:
-        if self._db is None or self._closing.is_set():
-            raise RuntimeError("CdrStore is not open")
-        self._pending.append((op, args))
-        self._wakeup.set()
-
     # -- writing --------------------------------------------------------------
 
-    async def flush(self) -> None:
-        """Write every queued operation now, in one transaction."""
-        async with self._lock:
-            self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            try:
-                await self._write(batch)
-            except BaseException:
-                # Keep them, in order, ahead of anything queued meanwhile.
-                self._pending[:0] = batch
-                raise
-
     async def _write(self, batch: list[tuple[_Op, tuple[Any, ...]]]) -> None:
-        db = self._conn()
         groups: dict[_Op, list[tuple[Any, ...]]] = {
-            "start": [],
-            "recording": [],
-            "answer": [],
-            "end": [],
-            "extra": [],
-        }
+            "start": [], "recording": [], "answer": [], "end": [], "extra": []}
         for op, args in batch:
             groups[op].append(args)
         # Grouped by kind, in this order: every row exists before it is
         # updated, and an answer in the same batch is there before the end
         # that computes billsec from it. Within a kind the order is kept.
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            for op, sql in (
-                ("start", _INSERT),
-                ("recording", _RECORDING),
-                ("answer", _ANSWER),
-                ("end", _END),
-                ("extra", _EXTRA),
-            ):
-                if groups[op]:
-                    await db.executemany(sql, groups[op])
-            await db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise
-
-    async def _flusher(self) -> None:
-        backoff = self.flush_interval
-        while not self._closing.is_set():
-            await self._wakeup.wait()
-            # Let a batch gather; close() cuts the wait short.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), backoff)
-            if self._closing.is_set():
-                return  # close() writes the rest itself
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("writing %d CDR updates failed; will retry", len(self._pending))
-                backoff = min(backoff * 2, 5.0)
-                self._wakeup.set()
-            else:
-                backoff = self.flush_interval
-
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("CdrStore is not open")
-        return self._db
-
-    # -- start-up recovery ----------------------------------------------------
+        await self._transaction([
+            (_INSERT, groups["start"]), (_RECORDING, groups["recording"]),
+            (_ANSWER, groups["answer"]), (_END, groups["end"]), (_EXTRA, groups["extra"]),
+        ])
 
     async def recover_interrupted(self, now: float) -> int:
         """Close the CDRs of calls cut short by a crash; return how many.

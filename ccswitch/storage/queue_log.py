@@ -36,8 +36,6 @@ on_call + wrap_up) / (logged-in time - paused time).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import sqlite3
@@ -46,9 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
 
-import aiosqlite
-
-from ccswitch.storage.db import connect_readonly_sync, open_database
+from ccswitch.storage.batch import BatchedStore
+from ccswitch.storage.db import connect_readonly_sync
 
 __all__ = [
     "AgentIntervalStats",
@@ -422,45 +419,11 @@ def _state_row(r: AgentStateLike) -> tuple[Any, ...]:
     return (r.agent, r.state, r.reason, r.queue, float(r.start), float(r.end), r.result)
 
 
-class QueueLogStore:
+class QueueLogStore(BatchedStore[_Op]):
     """Queue calls and agent state spans in the ccswitch SQLite database."""
 
     def __init__(self, *, flush_interval: float = 1.0) -> None:
-        self.flush_interval = flush_interval
-        self._db: aiosqlite.Connection | None = None
-        self._pending: list[tuple[_Op, tuple[Any, ...]]] = []
-        self._wakeup = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    # -- life cycle ---------------------------------------------------------
-
-    async def open(self, path: str | Path) -> None:
-        if self._db is not None:
-            raise RuntimeError("QueueLogStore is already open")
-        self._db = await open_database(path)
-        self._closing.clear()
-        self._task = asyncio.create_task(self._flusher(), name="queue-log-flusher")
-
-    async def close(self) -> None:
-        """Write what is queued, then close. Raises if that last write fails."""
-        if self._db is None:
-            return
-        self._closing.set()
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        try:
-            await self.flush()
-        finally:
-            db, self._db = self._db, None
-            await db.close()
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+        super().__init__(flush_interval=flush_interval)
 
     # -- recording (non-blocking: queued) -------------------------------------
 
@@ -479,64 +442,13 @@ class QueueLogStore:
         else:
             self.add_agent_state(rec)
 
-    def _enqueue(self, op: _Op, row: tuple[Any, ...]) -> None:
-        if self._db is None or self._closing.is_set():
-            raise RuntimeError("QueueLogStore is not open")
-        self._pending.append((op, row))
-        self._wakeup.set()
-
     # -- writing --------------------------------------------------------------
 
-    async def flush(self) -> None:
-        """Write every queued record now, in one transaction."""
-        async with self._lock:
-            self._wakeup.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            try:
-                await self._write(batch)
-            except BaseException:
-                self._pending[:0] = batch
-                raise
-
     async def _write(self, batch: list[tuple[_Op, tuple[Any, ...]]]) -> None:
-        db = self._conn()
-        calls = [row for op, row in batch if op == "call"]
-        states = [row for op, row in batch if op == "state"]
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if calls:
-                await db.executemany(_INSERT_CALL, calls)
-            if states:
-                await db.executemany(_INSERT_STATE, states)
-            await db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise
-
-    async def _flusher(self) -> None:
-        backoff = self.flush_interval
-        while not self._closing.is_set():
-            await self._wakeup.wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), backoff)
-            if self._closing.is_set():
-                return
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("writing %d queue records failed; will retry", len(self._pending))
-                backoff = min(backoff * 2, 5.0)
-                self._wakeup.set()
-            else:
-                backoff = self.flush_interval
-
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("QueueLogStore is not open")
-        return self._db
+        await self._transaction([
+            (_INSERT_CALL, [row for op, row in batch if op == "call"]),
+            (_INSERT_STATE, [row for op, row in batch if op == "state"]),
+        ])
 
     # -- queries (see only what has been written: flush() first if needed) ---
 
