@@ -4,8 +4,10 @@
 
 Caller side: this process (asyncio + uvloop) sets up the calls itself (INVITE, 401,
 ACK, INVITE with digest credentials as 1001, 200, ACK) and then sends one 20 ms PCMU
-packet per call and per tick (one timer for every call), with the call index, a
-sequence number and the send time in the payload.  Callee: SIPp uas_echo.xml with
+packet per call and frame, with the call index, a sequence number and the send time
+in the payload.  One timer serves every call: it fires four times per frame, each time
+for a quarter of the calls (phones are not in phase; one burst of N packets per frame
+would measure the burst's queueing rather than the server).  Callee: SIPp uas_echo.xml with
 -rtp_echo registered as 1002, which sends every packet back to where it came from,
 so each packet crosses ccswitch twice (caller -> caller leg -> callee leg -> SIPp and
 back), and both directions are recorded (recordings are ON).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -58,7 +61,7 @@ def pct(vals: list[float], p: float) -> float:
 class RtpSide(asyncio.DatagramProtocol):
     """One call's RTP socket: sends what the tick hands it, measures what comes back."""
 
-    __slots__ = ("bench", "idx", "transport", "jitter", "last_transit", "received")
+    __slots__ = ("bench", "idx", "jitter", "last_transit", "received", "transport")
 
     def __init__(self, bench: MediaBench, idx: int) -> None:
         self.bench = bench
@@ -174,7 +177,7 @@ class MediaBench:
         self.measuring = False
         self.rx_tail = False
         self.baseline = False
-        self.seq = 0  # one sequence for every call: the tick number
+        self.seq = 0  # one sequence for every call: the frame number
         self.window_seq = 0
         self.window_end = 0
         self.rtts: list[float] = []
@@ -183,7 +186,6 @@ class MediaBench:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._t0 = 0.0
         self._n = 0
-        self.late_ticks = 0
 
     # ---- signalling
     def _invite(self, c: Call, cseq: int, branch: str, auth: str | None) -> bytes:
@@ -252,11 +254,9 @@ class MediaBench:
         return True
 
     async def hangup(self, c: Call) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await self.sip.request(c.call_id, 3, self._in_dialog(
                 c, "BYE", 3, f"z9hG4bK-{c.idx}-4-{random.getrandbits(32):x}"))
-        except TimeoutError:
-            pass
         self.sip.acks.pop(c.call_id, None)
         if c.rtp is not None and c.rtp.transport is not None:
             c.rtp.transport.close()
@@ -285,6 +285,10 @@ class MediaBench:
         await asyncio.gather(*pending)
 
     # ---- media: one timer for every call
+    # Phones are not in phase: each call gets one of SLOTS phases of the 20 ms frame, and
+    # the timer fires once per phase for the calls in it (one timer, no task per call).
+    SLOTS = 4
+
     def start_media(self) -> None:
         self._t0 = self.loop.time()
         self._n = 0
@@ -292,20 +296,21 @@ class MediaBench:
 
     def _schedule(self) -> None:
         self._n += 1
-        self._tick_handle = self.loop.call_at(self._t0 + self._n * FRAME, self._tick)
+        self._tick_handle = self.loop.call_at(self._t0 + self._n * FRAME / self.SLOTS,
+                                              self._tick)
 
     def _tick(self) -> None:
-        if self.loop.time() - (self._t0 + self._n * FRAME) > FRAME:
-            self.late_ticks += 1
+        slot = self._n % self.SLOTS
+        if slot == 0:
+            self.seq += 1
         now = _clock()  # the loop clock has 1 ms steps (uvloop): too coarse for latency
         seq = self.seq
-        self.seq = seq + 1
         ts = (seq * 160) & 0xFFFFFFFF
         hdr_pack = _HDR.pack
         meta_pack = _META.pack
         baseline = self.baseline
         sent = 0
-        for c in self.calls:
+        for c in self.calls[slot::self.SLOTS]:
             rtp = c.rtp
             dest = c.echo if baseline else c.dest
             if rtp is None or rtp.transport is None or dest is None:
@@ -313,7 +318,7 @@ class MediaBench:
             pkt = hdr_pack(0x80, 0, seq & 0xFFFF, ts, c.ssrc) + meta_pack(c.idx, seq, now) + _FILL
             rtp.transport.sendto(pkt, dest)
             sent += 1
-        if self.measuring:
+        if self.measuring and self.window_seq <= seq < self.window_end:
             self.sent += sent
         self._schedule()
 
@@ -325,7 +330,7 @@ class MediaBench:
                 c.rtp.last_transit = -1.0
         self.rtts = []
         self.sent = 0
-        self.window_seq = self.seq
+        self.window_seq = self.seq + 1  # the next frame: every phase of it
         self.window_end = 1 << 62
         self.measuring = True
 
@@ -361,7 +366,9 @@ async def measure(b: MediaBench, seconds: float, server_pid: int | None, uas_pid
     await asyncio.sleep(seconds)
     # the window ends: later packets are neither counted as sent nor as received, and
     # the packets of the window still in flight get a short tail to come back
-    b.window_end = b.seq
+    b.window_end = b.seq + 1
+    while b.seq < b.window_end:  # the frame in progress goes out whole
+        await asyncio.sleep(FRAME / 4)
     sent = b.sent
     b.measuring = False
     b.rx_tail = True

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ccswitch.media import g711, rtp, tones
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, dtmf_tone, encode_event_packets
+from ccswitch.media.engine import Endpoint, MediaEngine, connect
 from ccswitch.media.player import FramePlayer
 from ccswitch.media.wav import StereoRecorder, read_wav
 
@@ -39,6 +40,14 @@ def bench(name: str, make: Callable[[], Callable[[int], object]], n: int) -> flo
     med = statistics.median(results)
     print(f"{name:<52} {med:8.2f} us  (min {min(results):6.2f})")
     return med
+
+
+class _NullTransport:
+    def sendto(self, data: bytes, addr: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def main() -> None:
@@ -112,6 +121,42 @@ def main() -> None:
         return put
 
     bench("StereoRecorder.put only (one side)", recorder_put, 200_000)
+
+    # the engine's per-packet path: a packet received on one endpoint of a two-party
+    # bridge and relayed out of the other (stats, header rewrite), with and without the
+    # call recorder on the caller's endpoint (decode + placement, both directions);
+    # sockets are stubbed, so this is the Python part only (uvloop + kernel come on top)
+    def bridged(record: bool) -> Callable[[], Callable[[int], object]]:
+        def mk() -> Callable[[int], object]:
+            eng = MediaEngine("127.0.0.1", 40000, 40010)
+            clock = [100.0]
+            eng.now = lambda: clock[0]
+            a, b = Endpoint(eng, 40000), Endpoint(eng, 40002)
+            for ep, port in ((a, 30000), (b, 31000)):
+                ep.transport = _NullTransport()  # type: ignore[assignment]
+                ep.remote, ep.latched, ep.codec_pt, ep.dtmf_pt = ("127.0.0.1", port), True, 0, 101
+            connect(a, b)
+            if record:
+                a.record_to(eng.new_recorder(tmp / f"bridge{len(list(tmp.iterdir()))}.wav"))
+            pa = [rtp.build_packet(0, i & 0xFFFF, 160 * i, 0x1111, ulaw) for i in range(1000)]
+            pb = [rtp.build_packet(0, i & 0xFFFF, 160 * i, 0x2222, ulaw) for i in range(1000)]
+            src_a, src_b = ("127.0.0.1", 30000), ("127.0.0.1", 31000)
+
+            def one(i: int) -> None:  # one packet each way = one 20 ms frame of the call
+                clock[0] = 100.0 + 0.02 * i
+                a.datagram_received(pa[i % 1000], src_a)
+                b.datagram_received(pb[i % 1000], src_b)
+                if record and i % 50 == 0:
+                    for r in list(eng._recorders):
+                        r.flush(clock[0])
+
+            return one
+        return mk
+
+    med = bench("bridged call frame (2 packets relayed)", bridged(False), 50_000)
+    print(f"{'  = per packet':<52} {med / 2:8.2f} us")
+    med = bench("bridged + recorded call frame (2 packets)", bridged(True), 50_000)
+    print(f"{'  = per packet':<52} {med / 2:8.2f} us")
 
     def player() -> Callable[[int], object]:
         p = FramePlayer(tones.sine(440, 10_000), loop=True)

@@ -218,6 +218,9 @@ class Channel:
         if not self.answered.done():
             self.answered.cancel()
         self._notify("hangup", cause)
+        # the last notification: listeners (closures over this channel) would otherwise
+        # keep it in a reference cycle for the cyclic GC to find
+        self.listeners = []
 
     def _on_dtmf(self, digit: str, source: str) -> None:
         self.manager.bus.publish(ev.DTMF, digit=digit, source=source, **self._ev())

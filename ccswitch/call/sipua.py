@@ -856,7 +856,10 @@ class SipChannel(Channel):
             ua.reply(txn, 500, "Server Internal Error (CSeq out of order)",
                      to_tag=self.local_tag)
             return
-        txn.user = self
+        if m == "INVITE":
+            # only an INVITE's server transaction reports to its user (ACK timeout,
+            # CANCEL); a BYE's lingers 32 s and would keep the whole call alive with it
+            txn.user = self
         if m == "BYE":
             ua.respond(txn, make_response(req, 200))
             cause = "NORMAL_CLEARING"
@@ -1096,6 +1099,11 @@ class SipChannel(Channel):
             ua.dialogs.pop((self.dialog.call_id, self.local_tag, self.dialog.remote_tag), None)
         if not self.media_ready.done():
             self.media_ready.set_result(False)
+        txn = self.invite_txn
+        if txn is not None and txn.user is self and self.final_sent:
+            # the INVITE's transaction lingers 32 s after the call and needs nothing more
+            # from it: let the channel (media, dialog, SDP...) be freed now, not then
+            txn.user = None
 
 
 def _remote_identity(req: Request) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from ccswitch.media import g711, rtp
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
 from ccswitch.media.player import FramePlayer
 from ccswitch.media.rtp import InStats, OutStream
-from ccswitch.media.wav import FileWriter, StereoRecorder
+from ccswitch.media.wav import StereoRecorder
 
 log = logging.getLogger("ccswitch.media")
 
@@ -71,11 +71,10 @@ class CallRecorder:
 
     __slots__ = ("_anchor", "_closed", "path", "rec", "t0")
 
-    def __init__(self, path: Path, now: float, writer: FileWriter | None = None) -> None:
-        if writer is None:
-            path.parent.mkdir(parents=True, exist_ok=True)  # else the writer's thread does
+    def __init__(self, path: Path, now: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.rec = StereoRecorder(str(path), writer=writer)
+        self.rec = StereoRecorder(str(path))
         self.t0 = now
         self._anchor: list[tuple[int, int] | None] = [None, None]
         self._closed = False
@@ -302,6 +301,13 @@ class Endpoint(asyncio.DatagramProtocol):
         self.peer = None
         self.engine._playing.discard(self)
         self.engine._release(self)  # keeps the sockets for a later call, or closes them
+        # the channel's callbacks point back at it: drop them so that a finished call's
+        # objects are freed by reference counting, not left to the cyclic GC
+        self.on_dtmf = None
+        self.on_source_done = None
+        self.source = None
+        self.taps = []
+        self.recorder = None
 
     def info(self) -> dict[str, object]:
         return {
@@ -354,7 +360,6 @@ class MediaEngine:
         self._playing: set[Endpoint] = set()
         self._events: list[tuple[Endpoint, list[tuple[bytes, bool, bool]]]] = []
         self._recorders: set[CallRecorder] = set()
-        self.files = FileWriter()  # recordings' writes, off the event loop
         # recorders are flushed once a second, a slice of them per tick: all at once took
         # the loop away for tens of ms with a few hundred calls (a latency spike for all)
         self._flush_slots: list[set[CallRecorder]] = [set() for _ in range(FLUSH_SLOTS)]
@@ -386,7 +391,6 @@ class MediaEngine:
         for r in list(self._recorders):
             r.close(now)
         self._recorders.clear()
-        self.files.close()  # everything queued reaches the files
         for slot in self._flush_slots:
             slot.clear()
         for pool in self._pool.values():
@@ -500,9 +504,7 @@ class MediaEngine:
         self._pooled.add(ep.port)
 
     def new_recorder(self, path: Path) -> CallRecorder:
-        # the file system calls go to a thread: a write() that waits for the disk (page
-        # under writeback, journal commit) stalled every call's media for 100s of ms
-        rec = CallRecorder(path, self.now(), self.files)
+        rec = CallRecorder(path, self.now())
         self._recorders.add(rec)
         self._flush_slots[self._next_slot].add(rec)
         self._next_slot = (self._next_slot + 1) % FLUSH_SLOTS

@@ -8,13 +8,9 @@ audio on the call's sample timeline and writes caller left, callee right.
 
 from __future__ import annotations
 
-import logging
 import os
-import queue
 import struct
-import threading
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +20,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-__all__ = ["CrashSafeWav", "FileWriter", "StereoRecorder", "read_wav"]
-
-log = logging.getLogger("ccswitch.media")
+__all__ = ["CrashSafeWav", "StereoRecorder", "read_wav"]
 
 _FMT_PCM = 1
 _FMT_FLOAT = 3
@@ -118,127 +112,33 @@ def _header(channels: int, rate: int, data_bytes: int) -> bytes:
     )
 
 
-class FileWriter:
-    """One thread that performs file system calls in order, off the event loop.
-
-    A write() that has to wait (the page is under writeback, a journal commit, a slow
-    disk) then stalls this thread instead of every call's media.  Jobs run one at a
-    time in submission order, so each file still sees frames before header sizes.
-    Queued data is bounded (`max_pending` bytes): beyond it new data is dropped and
-    counted in `dropped_bytes` rather than growing without limit on a stuck disk.
-    """
-
-    def __init__(self, max_pending: int = 256 * 1024 * 1024) -> None:
-        self._q: queue.SimpleQueue[tuple[Callable[[], None], int] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.max_pending = max_pending
-        self.pending_bytes = 0  # approximate (updated from two threads under the lock)
-        self.dropped_bytes = 0
-
-    def submit(self, job: Callable[[], None], nbytes: int = 0) -> bool:
-        """Queue `job`; False (job dropped) when `nbytes` would exceed the bound."""
-        if nbytes:
-            with self._lock:
-                if self.pending_bytes + nbytes > self.max_pending:
-                    self.dropped_bytes += nbytes
-                    return False
-                self.pending_bytes += nbytes
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ccswitch-files",
-                                            daemon=True)
-            self._thread.start()
-        self._q.put((job, nbytes))
-        return True
-
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            job, nbytes = item
-            try:
-                job()
-            except Exception:  # one file's error (disk full...) must not stop the others
-                log.exception("file write failed")
-            if nbytes:
-                with self._lock:
-                    self.pending_bytes -= nbytes
-
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Finish every queued job, then stop the thread."""
-        t = self._thread
-        if t is None:
-            return
-        self._q.put(None)
-        t.join(timeout)
-        self._thread = None
-
-
 class CrashSafeWav:
     """A PCM16 WAV file that is valid at every moment.
 
     The header (with sizes 0) is written at once. `append` only buffers; `flush` writes
     the buffered frames at the end of the file and then rewrites the RIFF and data sizes
     (``pwrite``, so the append position never moves). A ``kill -9`` therefore loses at
-    most what was appended since the last flush (and, with a `FileWriter`, what its
-    thread had not written yet). (A power cut can lose more: there is no
+    most what was appended since the last flush. (A power cut can lose more: there is no
     fsync, as it would cost a disk round trip per flush.) Appends that would take the data
     past the 4 GiB RIFF limit are dropped and counted in `dropped_bytes`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], channels: int, rate: int = 8000,
-                 writer: FileWriter | None = None) -> None:
-        """With a `writer`, the file is created (parent directories too) and written by
-        its thread: nothing here blocks on the disk, and errors are logged there."""
+    def __init__(self, path: str | os.PathLike[str], channels: int, rate: int = 8000) -> None:
         self.path = Path(path)
         self.channels = channels
         self.rate = rate
         self._align = 2 * channels
-        self._writer = writer
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._data_bytes = 0
         self.dropped_bytes = 0
         self._closed = False
-        self._fd = -1
-        if writer is not None:
-            writer.submit(self._open)
-            return
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(self._fd, _header(channels, rate, 0))
         except BaseException:
             os.close(self._fd)
             raise
-
-    # ---- the file system calls (in the writer's thread when there is one)
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, _header(self.channels, self.rate, 0))
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-
-    def _write(self, data: bytes, total: int) -> None:
-        """Append `data`, then the sizes for `total` data bytes (frames before sizes)."""
-        fd = self._fd
-        if fd < 0:
-            return  # the file could not be created (logged)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.pwrite(fd, _U32.pack(36 + total), 4)
-        os.pwrite(fd, _U32.pack(total), 40)
-
-    def _close_fd(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     @property
     def frames(self) -> int:
@@ -269,15 +169,13 @@ class CrashSafeWav:
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        if self._writer is None:
-            self._data_bytes += len(data)
-            self._write(data, self._data_bytes)
-            return
-        total = self._data_bytes + len(data)
-        if self._writer.submit(lambda: self._write(data, total), len(data)):
-            self._data_bytes = total
-        else:
-            self.dropped_bytes += len(data)  # the disk is not keeping up
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._data_bytes += len(data)
+        os.pwrite(self._fd, _U32.pack(36 + self._data_bytes), 4)
+        os.pwrite(self._fd, _U32.pack(self._data_bytes), 40)
 
     def close(self) -> None:
         if self._closed:
@@ -286,10 +184,7 @@ class CrashSafeWav:
             self.flush()
         finally:
             self._closed = True
-            if self._writer is None:
-                self._close_fd()
-            else:
-                self._writer.submit(self._close_fd)
+            os.close(self._fd)
 
     def __enter__(self) -> CrashSafeWav:
         return self
@@ -329,9 +224,8 @@ class StereoRecorder:
         rate: int = 8000,
         flush_interval: float = 1.0,
         max_ahead: float = 60.0,
-        writer: FileWriter | None = None,
     ) -> None:
-        self._wav = CrashSafeWav(path, 2, rate, writer)
+        self._wav = CrashSafeWav(path, 2, rate)
         self._bufs = (bytearray(), bytearray())  # PCM from _flushed onwards, per side
         self._flushed = 0
         self.flush_interval = flush_interval
