@@ -21,6 +21,22 @@ if TYPE_CHECKING:
     from ccswitch.server import Server
 
 
+def status_snapshot(s: Server, reset_lag: bool = False) -> dict[str, Any]:
+    """Server counters for `ccswitch status` and GET /api/status."""
+    return {
+        "uptime": round(time.time() - s.started, 1),
+        "channels": len(s.manager.channels),
+        "registrations": len(s.ua.registrar.all(s.ua.now())),
+        "transactions": s.ua.layer.transaction_count,
+        "rtp_ports_free": s.engine.ports_free,
+        "sip": dict(s.ua.layer.stats, **s.ua.stats),
+        # the 20 ms media clock's worst lateness (reset starts a new window: benches)
+        "media": {"endpoints": s.engine.endpoints,
+                  "max_tick_lag_ms": round(
+                      s.engine.take_max_tick_lag(reset=reset_lag) * 1000.0, 2)},
+    }
+
+
 def channel_row(ch: Channel) -> dict[str, Any]:
     return ch.snapshot()
 
@@ -76,19 +92,8 @@ class ControlServer:
 
     # ---- handlers
     async def status(self, request: web.Request) -> web.Response:
-        s = self.server
-        return web.json_response({
-            "uptime": round(time.time() - s.started, 1),
-            "channels": len(s.manager.channels),
-            "registrations": len(s.ua.registrar.all(s.ua.now())),
-            "transactions": s.ua.layer.transaction_count,
-            "rtp_ports_free": s.engine.ports_free,
-            "sip": dict(s.ua.layer.stats, **s.ua.stats),
-            # the 20 ms media clock's worst lateness (?reset=1 starts a new window: benches)
-            "media": {"endpoints": s.engine.endpoints,
-                      "max_tick_lag_ms": round(s.engine.take_max_tick_lag(
-                          reset=request.query.get("reset") == "1") * 1000.0, 2)},
-        })
+        return web.json_response(status_snapshot(self.server,
+                                                 request.query.get("reset") == "1"))
 
     async def channels(self, request: web.Request) -> web.Response:
         return web.json_response([channel_row(c) for c in self.server.manager.list()])

@@ -556,15 +556,9 @@ class Operations:
 
     # ============================================================ handlers: system
     async def h_status(self, request: web.Request, who: Principal) -> web.StreamResponse:
-        s = self.server
-        return web.json_response({
-            "uptime": round(time.time() - s.started, 1),
-            "channels": len(s.manager.channels),
-            "registrations": len(s.ua.registrar.all(s.ua.now())),
-            "transactions": s.ua.layer.transaction_count,
-            "rtp_ports_free": s.engine.ports_free,
-            "sip": dict(s.ua.layer.stats, **s.ua.stats),
-        })
+        from ccswitch.api.control import status_snapshot
+
+        return web.json_response(status_snapshot(self.server))
 
     async def h_reload(self, request: web.Request, who: Principal) -> web.StreamResponse:
         ok, message = await self.server.reload()
