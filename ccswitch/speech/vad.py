@@ -42,20 +42,24 @@ class EnergyVad:
 
     An utterance starts when `start_frames` of the last `start_window` frames are louder
     than max(noise floor + `on_db`, `abs_min_db`); it ends after `end_silence` seconds
-    below the (lower) continuation threshold, or at `max_utterance` seconds. Utterances
-    with less than `min_speech` seconds of loud frames are discarded (not a word).
+    below the lower continuation threshold max(floor + `off_db`, `abs_off_db`) (weak
+    final consonants are 30 dB below the vowel), or at `max_utterance` seconds.
+    Utterances shorter than `min_speech` from onset to last loud frame are discarded
+    (a click; flite says "no" in 0.2 s).
     The utterance handed out includes `preroll` seconds before the onset (weak initial
     consonants) and at most `tail` seconds of the final silence.
     """
 
     def __init__(self, *, on_db: float = 12.0, off_db: float = 7.0,
-                 abs_min_db: float = -42.0, start_frames: int = 6, start_window: int = 8,
-                 min_speech: float = 0.25, end_silence: float = 0.7,
+                 abs_min_db: float = -42.0, abs_off_db: float = -57.0,
+                 start_frames: int = 6, start_window: int = 8,
+                 min_speech: float = 0.2, end_silence: float = 0.7,
                  max_utterance: float = 8.0, preroll: float = 0.3, tail: float = 0.3,
                  floor_rise: float = 0.02) -> None:
         self.on_db = on_db
         self.off_db = off_db
         self.abs_min_db = abs_min_db
+        self.abs_off_db = abs_off_db
         self.start_frames = start_frames
         self._window_mask = (1 << start_window) - 1
         self.min_speech_frames = round(min_speech / FRAME_S)
@@ -71,7 +75,7 @@ class EnergyVad:
         self._pre: deque[bytes] = deque(maxlen=max(start_window, round(preroll / FRAME_S)))
         self._buf = bytearray()
         self._frames = 0  # frames in the current utterance (after the pre-roll)
-        self._loud = 0  # loud frames in the current utterance
+        self._onset = 0  # frame index (in _frames) of the first loud frame
         self._silence = 0  # current run of quiet frames
         self._last_loud = 0  # frame index (in _frames) of the last loud frame
         self._pre_frames = 0
@@ -82,7 +86,7 @@ class EnergyVad:
         self._recent = 0
         self._pre.clear()
         self._buf = bytearray()
-        self._frames = self._loud = self._silence = self._last_loud = 0
+        self._frames = self._onset = self._silence = self._last_loud = 0
 
     def process(self, frame: bytes) -> int:
         """One 20 ms frame (320 bytes) -> a VadEvent code."""
@@ -108,18 +112,17 @@ class EnergyVad:
             self._pre_frames = len(self._pre)
             self._pre.clear()
             self._frames = self._pre_frames
-            self._loud = self._recent.bit_count()
+            self._onset = self._frames - self._recent.bit_length()  # oldest loud frame
             self._last_loud = self._frames
             self._silence = 0
             return VadEvent.START
-        loud = db > floor + self.off_db and db > self.abs_min_db - (self.on_db - self.off_db)
+        loud = db > floor + self.off_db and db > self.abs_off_db
         # slower rise while "speaking": a noise that switched on loud ends its utterance
         # once the floor has caught up, instead of running to max_utterance every time
         self.floor = db if db < floor else floor + 0.25 * self.floor_rise * (db - floor)
         self._buf += frame
         self._frames += 1
         if loud:
-            self._loud += 1
             self._silence = 0
             self._last_loud = self._frames
         else:
@@ -127,11 +130,11 @@ class EnergyVad:
         if self._silence < self.end_silence_frames and self._frames < self.max_frames:
             return VadEvent.NONE
         # end of the utterance
-        onset = self._pre_frames - self.start_frames  # ~ first loud frame
-        self.speech_seconds = max(0, self._last_loud - onset) * FRAME_S
+        speech_frames = self._last_loud - self._onset
+        self.speech_seconds = speech_frames * FRAME_S
         keep = min(self._frames, self._last_loud + self.tail_frames) * FRAME_BYTES
         utterance = bytes(self._buf[:keep])
-        enough = self._loud >= self.min_speech_frames
+        enough = speech_frames >= self.min_speech_frames
         self.reset()
         if not enough:
             return VadEvent.DISCARD
