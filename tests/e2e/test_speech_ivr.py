@@ -92,10 +92,14 @@ async def ask(server: CcswitchServer, tmp_path: Path, word_wav: Path) -> str:
     return str(menu[-1]["next"])
 
 
-@pytest.mark.parametrize("word,expected", [("sales", "first"), ("support", "second"),
+# PocketSphinx at 8 kHz with its rejection pass accepts about 3 in 4 clearly spoken menu
+# words and rejects most others (bench/speech_bench.py); these two pass with flite's
+# default voice, the out-of-vocabulary sentence must be rejected
+@pytest.mark.parametrize("word,expected", [("billing", "first"), ("support", "second"),
                                            ("good morning everybody", "nomatch")])
 async def test_english_keywords_pocketsphinx(tmp_path: Path, word: str, expected: str) -> None:
-    srv = speech_server(tmp_path, "en", "sales", "support", {"en": {"engine": "pocketsphinx"}})
+    srv = speech_server(tmp_path, "en", "billing", "support",
+                        {"en": {"engine": "pocketsphinx"}})
     try:
         got = await ask(srv, tmp_path, say_wav(tmp_path / "word.wav", word, "en"))
     finally:
