@@ -80,6 +80,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lower": lambda s: str(s or "").lower(),
 }
 
+# arguments each function takes: checked at load time, or a wrong count would pass
+# `flows check` and raise TypeError on every call reaching the branch
+ARITY = {"matches": 2, "startswith": 2, "endswith": 2, "len": 1, "int": 1, "str": 1,
+         "lower": 1}
+
 _CMP: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
@@ -149,6 +154,9 @@ def _check(node: ast.AST) -> None:
             raise ExprError(f"unknown function; allowed: {', '.join(sorted(FUNCTIONS))}")
         if node.keywords:
             raise ExprError("keyword arguments are not allowed")
+        if len(node.args) != ARITY[node.func.id]:
+            raise ExprError(f"{node.func.id}() takes {ARITY[node.func.id]} argument(s), "
+                            f"got {len(node.args)}")
         for a in node.args:
             _check(a)
     else:
@@ -186,7 +194,10 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
         operand = _eval(node.operand, env)
         if isinstance(node.op, ast.Not):
             return not operand
-        return -_ord(operand)
+        try:
+            return -_ord(operand)
+        except TypeError:  # -'abc' has no value (like a missing variable): no crash
+            return None
     if isinstance(node, ast.Compare):
         left = _eval(node.left, env)
         for op, comp in zip(node.ops, node.comparators, strict=True):

@@ -71,7 +71,16 @@ def _build(node: YamlNode, errors: list[tuple[int, str]]) -> Any:
             lst.item_lines.append(item.start_mark.line + 1)
         return lst
     assert isinstance(node, ScalarNode)
+    if node.tag == _BOOL_TAG and node.style is None and node.value.lower() not in _BOOL_WORDS:
+        # YAML 1.1 reads plain yes/no/on/off as booleans: a confirmation menu's keywords
+        # [yes, no] or `next: no` must stay words (bool fields still accept them)
+        return node.value
     return _SCALAR_LOADER.construct_object(node)
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_BOOL_WORDS = ("true", "false")
+_YAML11_BOOLS = {"yes": True, "on": True, "no": False, "off": False}
 
 
 _SCALAR_LOADER = yaml.SafeLoader("")
@@ -311,6 +320,8 @@ class _Validator:
             self.prompt(v, line, node, key)
             return v
         if kind is bool:
+            if isinstance(v, str) and v.lower() in _YAML11_BOOLS:
+                return _YAML11_BOOLS[v.lower()]
             if not isinstance(v, bool):
                 self.err(line, node, f"'{key}' must be true or false, got {_tname(v)}")
             return v
@@ -720,7 +731,10 @@ def load_flows(paths: list[Path], ctx: Context, version: int = 1,
             issues.extend(e.issues)
             continue
         if f.name in flows:
-            issues.append(FlowIssue(str(p), 1, None,
+            # point at the `flow:` line (not line 1) like every other message
+            m = re.search(r"(?m)^flow:", t)
+            line = t.count("\n", 0, m.start()) + 1 if m else 1
+            issues.append(FlowIssue(str(p), line, None,
                                     f"flow name '{f.name}' already used by {flows[f.name].path}"))
             continue
         f.version = version

@@ -111,6 +111,12 @@ class FlowRunner:
         if isinstance(spec, dict) and "say" in spec:
             return [await self._tts(render(str(spec["say"]), env), spec.get("voice"))]
         name = render(str(spec["play"] if isinstance(spec, dict) else spec), env)
+        if ".." in Path(name).parts or name.startswith("/"):
+            # the validator refuses such names but cannot see what a template renders to
+            # (variables can come from an http reply)
+            log.warning("%s: prompt '%s' is outside the prompts directory", self.chan.name,
+                        name)
+            return []
         path = find_prompt(self.s.prompts_dir, name)
         if path is None:
             log.warning("%s: prompt '%s' not found", self.chan.name, name)
@@ -157,10 +163,11 @@ class FlowRunner:
                                linkedid=chan.linkedid, flow=self.flow.name, node=node.name,
                                type=node.type)
                 handler = HANDLERS[node.type]
+                flow_name = self.flow.name  # subflow/transfer/return switch self.flow
                 t0 = time.monotonic()
                 result = await handler(self, node)
                 if isinstance(result, Jump):
-                    self._record(flow=self.flow.name, node=node.name, event="choice",
+                    self._record(flow=flow_name, node=node.name, event="choice",
                                  next=result.target, **self._last_input)
                     node_name = result.target
                 else:
@@ -453,6 +460,8 @@ async def n_record(r: FlowRunner, node: Node) -> str:
     name = re.sub(r"[^A-Za-z0-9_\-./]", "_", name).lstrip("/")
     if ".." in Path(name).parts:
         return "failed"
+    if chan.media is None:  # before the file is created: no empty file, no leaked fd
+        return "failed"
     path = r.s.recordings_dir / (name if name.endswith(".wav") else name + ".wav")
     path.parent.mkdir(parents=True, exist_ok=True)
     max_s = float(node.get("max_seconds", 60.0))
@@ -472,8 +481,6 @@ async def n_record(r: FlowRunner, node: Node) -> str:
         else:
             heard[1] = 0.0
 
-    if chan.media is None:
-        return "failed"
     chan.media.taps.append(tap)
     try:
         deadline = time.monotonic() + max_s

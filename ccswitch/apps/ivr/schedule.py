@@ -26,11 +26,15 @@ def schedule_state(cfg: ScheduleConfig, when: datetime) -> str:
     weekday = local.weekday()
     for days, ranges in cfg.hours.items():
         wd = parse_days(days)
-        if wd is None or weekday not in wd:
+        if wd is None:
             continue
         for r in ranges:
             a, b = r.split("-")
             lo, hi = _minutes(a), _minutes(b)
-            if lo <= minute < hi:
+            if weekday in wd and (lo <= minute < hi or hi < lo <= minute):
+                return "open"
+            # an overnight range ("fri 22:00-02:00") runs into the next morning; without
+            # this it would never be open at all
+            if hi < lo and minute < hi and (weekday - 1) % 7 in wd:
                 return "open"
     return "closed"
