@@ -35,6 +35,7 @@ from ccswitch.call.conference import Conferences
 from ccswitch.call.events import EventBus
 from ccswitch.call.sipua import Extension, SipChannel, SipUA
 from ccswitch.config import Config, ConfigError, ConfigIssue, load_config
+from ccswitch.gcwatch import GcWatch
 from ccswitch.media.engine import MediaEngine
 from ccswitch.media.moh import MusicOnHold
 from ccswitch.media.player import PromptCache
@@ -56,6 +57,7 @@ class Server:
         self.config_path = config_path
         self.bus = EventBus()
         self.engine = MediaEngine(cfg.rtp.address, cfg.rtp.port_min, cfg.rtp.port_max)
+        self.gc_watch = GcWatch()
         self.manager = ChannelManager(self.bus, self.engine)
         self.cdr = CdrStore()
         self.ua = SipUA(
@@ -268,6 +270,7 @@ class Server:
         # pauses, ~7% of the CPU at 80 calls/s) come every few seconds.  Rarer young
         # collections let most of them die before that (measured: GC time / 4).
         gc.set_threshold(5000, 20, 20)
+        self.gc_watch.install()
 
     async def _load_speech(self, cfg: Config) -> None:
         """Load each configured recognizer once (models are big); a missing model disables

@@ -34,6 +34,10 @@ def status_snapshot(s: Server, reset_lag: bool = False) -> dict[str, Any]:
         "media": {"endpoints": s.engine.endpoints,
                   "max_tick_lag_ms": round(
                       s.engine.take_max_tick_lag(reset=reset_lag) * 1000.0, 2)},
+        # cyclic GC: the longest pause in the same window, and per generation since start
+        "gc": {"max_pause_ms": round(s.gc_watch.take_window(reset=reset_lag) * 1000.0, 2),
+               "collections": list(s.gc_watch.collections),
+               "pause_max_ms": [round(x * 1000.0, 2) for x in s.gc_watch.pause_max]},
     }
 
 

@@ -143,6 +143,17 @@ class Metrics:
         o.metric("ccswitch_media_tick_lag_max_seconds", "gauge",
                  "the worst lateness of the 20 ms media clock since start",
                  round(s.engine.max_tick_lag, 6))
+        gw = s.gc_watch
+        for g in range(3):
+            o.metric("ccswitch_gc_collections_total", "counter",
+                     "cyclic garbage collections, by generation", gw.collections[g],
+                     {"generation": str(g)})
+            o.metric("ccswitch_gc_pause_seconds_total", "counter",
+                     "time the event loop stood still in garbage collection",
+                     round(gw.pause_total[g], 6), {"generation": str(g)})
+            o.metric("ccswitch_gc_pause_seconds_max", "gauge",
+                     "the longest garbage-collection pause since start",
+                     round(gw.pause_max[g], 6), {"generation": str(g)})
         o.metric("ccswitch_events_published_total", "counter", "events published on the bus",
                  s.bus.published)
         qs = getattr(s, "queues", None)

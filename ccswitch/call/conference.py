@@ -87,7 +87,7 @@ class Room:
             if self.record_path is not None and self.recording is None:
                 try:
                     self.record_path.parent.mkdir(parents=True, exist_ok=True)
-                    self.recording = CrashSafeWav(self.record_path, 1)
+                    self.recording = CrashSafeWav(self.record_path, 1, writer=self.engine.disk)
                 except OSError as e:
                     log.error("conference %s: cannot record: %s", self.name, e)
         self.members[chan.id] = m

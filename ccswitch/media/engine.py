@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ccswitch.media import g711, rtp
+from ccswitch.media.diskio import DiskWriter
 from ccswitch.media.dtmf import EventReceiver, GoertzelDetector, encode_event_packets
 from ccswitch.media.player import FramePlayer
 from ccswitch.media.rtp import InStats, OutStream
@@ -71,10 +72,10 @@ class CallRecorder:
 
     __slots__ = ("_anchor", "_closed", "path", "rec", "t0")
 
-    def __init__(self, path: Path, now: float) -> None:
+    def __init__(self, path: Path, now: float, writer: DiskWriter | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.rec = StereoRecorder(str(path))
+        self.rec = StereoRecorder(str(path), writer=writer)
         self.t0 = now
         self._anchor: list[tuple[int, int] | None] = [None, None]
         self._closed = False
@@ -360,6 +361,7 @@ class MediaEngine:
         self._playing: set[Endpoint] = set()
         self._events: list[tuple[Endpoint, list[tuple[bytes, bool, bool]]]] = []
         self._recorders: set[CallRecorder] = set()
+        self.disk = DiskWriter()  # recording writes: the loop never waits for the disk
         # recorders are flushed once a second, a slice of them per tick: all at once took
         # the loop away for tens of ms with a few hundred calls (a latency spike for all)
         self._flush_slots: list[set[CallRecorder]] = [set() for _ in range(FLUSH_SLOTS)]
@@ -391,6 +393,7 @@ class MediaEngine:
         for r in list(self._recorders):
             r.close(now)
         self._recorders.clear()
+        self.disk.close()  # every recording complete on disk before the process ends
         for slot in self._flush_slots:
             slot.clear()
         for pool in self._pool.values():
@@ -504,7 +507,7 @@ class MediaEngine:
         self._pooled.add(ep.port)
 
     def new_recorder(self, path: Path) -> CallRecorder:
-        rec = CallRecorder(path, self.now())
+        rec = CallRecorder(path, self.now(), self.disk)
         self._recorders.add(rec)
         self._flush_slots[self._next_slot].add(rec)
         self._next_slot = (self._next_slot + 1) % FLUSH_SLOTS

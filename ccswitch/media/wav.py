@@ -12,8 +12,12 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ccswitch.media.diskio import DiskWriter
 
 with warnings.catch_warnings():
     # audioop is deprecated since 3.11 and gone in 3.13 (then provided by `audioop-lts`).
@@ -112,6 +116,16 @@ def _header(channels: int, rate: int, data_bytes: int) -> bytes:
     )
 
 
+def _write_then_sizes(fd: int, data: bytes, data_bytes: int) -> None:
+    """Append `data`, then make the header cover the file up to `data_bytes`."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.pwrite(fd, _U32.pack(36 + data_bytes), 4)
+    os.pwrite(fd, _U32.pack(data_bytes), 40)
+
+
 class CrashSafeWav:
     """A PCM16 WAV file that is valid at every moment.
 
@@ -123,8 +137,10 @@ class CrashSafeWav:
     past the 4 GiB RIFF limit are dropped and counted in `dropped_bytes`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], channels: int, rate: int = 8000) -> None:
+    def __init__(self, path: str | os.PathLike[str], channels: int, rate: int = 8000,
+                 writer: DiskWriter | None = None) -> None:
         self.path = Path(path)
+        self._writer = writer  # set: writes run on its thread, in order (see diskio)
         self.channels = channels
         self.rate = rate
         self._align = 2 * channels
@@ -169,13 +185,12 @@ class CrashSafeWav:
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
         self._data_bytes += len(data)
-        os.pwrite(self._fd, _U32.pack(36 + self._data_bytes), 4)
-        os.pwrite(self._fd, _U32.pack(self._data_bytes), 40)
+        if self._writer is not None:
+            fd, total = self._fd, self._data_bytes
+            self._writer.submit(lambda: _write_then_sizes(fd, data, total))
+        else:
+            _write_then_sizes(self._fd, data, self._data_bytes)
 
     def close(self) -> None:
         if self._closed:
@@ -184,7 +199,11 @@ class CrashSafeWav:
             self.flush()
         finally:
             self._closed = True
-            os.close(self._fd)
+            if self._writer is not None:
+                fd = self._fd
+                self._writer.submit(lambda: os.close(fd))
+            else:
+                os.close(self._fd)
 
     def __enter__(self) -> CrashSafeWav:
         return self
@@ -224,8 +243,9 @@ class StereoRecorder:
         rate: int = 8000,
         flush_interval: float = 1.0,
         max_ahead: float = 60.0,
+        writer: DiskWriter | None = None,
     ) -> None:
-        self._wav = CrashSafeWav(path, 2, rate)
+        self._wav = CrashSafeWav(path, 2, rate, writer)
         self._bufs = (bytearray(), bytearray())  # PCM from _flushed onwards, per side
         self._flushed = 0
         self.flush_interval = flush_interval

@@ -48,58 +48,63 @@ async def test_agent_feature_codes_login_pause_logout(qserver: CcswitchServer,
             await server.wait_for(lambda s=state: _agent_state(server, "1002") == s)
 
 
-async def test_two_callers_served_in_arrival_order(qserver: CcswitchServer,
-                                                   tmp_path: Path) -> None:
+async def test_three_callers_served_in_arrival_order(qserver: CcswitchServer,
+                                                     tmp_path: Path) -> None:
+    """Three callers queue behind a paused agent; once unpaused, the auto-answering
+    agent takes them in arrival order, and tones pass both ways on every call."""
     server = qserver
     server.cli("agent", "login", "1002")
+    server.cli("agent", "pause", "1002", "--reason", "setup")
     agent_src = audio.write_tone_wav(tmp_path / "agent.wav", AGENT_TONE, 90)
+    tones = {"1001": 500.0, "1003": 800.0, "1004": 1100.0}
+
+    def caller(ext: str) -> Baresip:
+        return Baresip(user=ext, password=f"secret{ext}", domain=server.domain, register=True,
+                       tmp_dir=tmp_path, name=f"c{ext}",
+                       source=audio.write_tone_wav(tmp_path / f"c{ext}.wav", tones[ext], 90))
+
     async with Baresip(user="1002", password="secret1002", domain=server.domain,
                        register=True, tmp_dir=tmp_path, name="agent", source=agent_src,
-                       answermode="manual") as agent, \
-            Baresip(user="1001", password="secret1001", domain=server.domain, register=True,
-                    tmp_dir=tmp_path, name="c1001",
-                    source=audio.write_tone_wav(tmp_path / "c1.wav", 500.0, 90)) as c1, \
-            Baresip(user="1003", password="secret1003", domain=server.domain, register=True,
-                    tmp_dir=tmp_path, name="c1003",
-                    source=audio.write_tone_wav(tmp_path / "c3.wav", 800.0, 90)) as c3:
-        assert await agent.register() and await c1.register() and await c3.register()
-        # first caller: the agent rings; the second waits behind it
-        await c1.call("300", timeout=10)  # answered by the queue (music on hold)
-        await agent.wait_incoming(10)
-        await c3.call("300", timeout=10)
+                       answermode="auto") as agent, \
+            caller("1001") as c1, caller("1003") as c3, caller("1004") as c4:
+        callers = {"1001": c1, "1003": c3, "1004": c4}
+        assert await agent.register()
+        for c in callers.values():
+            assert await c.register()
+        for c in callers.values():  # each answered by the queue (music on hold)
+            await c.call("300", timeout=10)
+            await asyncio.sleep(0.3)
         q = await server.acli_json("queue", "show", "support")
-        assert [c["caller"] for c in q["callers"]] == ["1001", "1003"]
-        await agent.answer()
-        await agent.wait_established(5)
-        await asyncio.sleep(2.0)
-        chans = await server.acli_json("channels")
-        bridged = {c["caller"]: c["bridged_with"] for c in chans if c["direction"] == "inbound"}
-        assert bridged.get("1001"), chans
-        await c1.hangup()
-        await agent.wait_closed(5)
-        # now the second caller is offered
-        await agent.wait_incoming(15)
-        await agent.answer()
-        await agent.wait_established(5)
-        await asyncio.sleep(2.0)
-        await c3.hangup()
-        await agent.wait_closed(5)
-        rx1, rx3 = c1.received_wav(), c3.received_wav()
+        assert [c["caller"] for c in q["callers"]] == ["1001", "1003", "1004"]
+        await asyncio.to_thread(server.cli, "agent", "unpause", "1002")
+        served = []
+        for _ in range(3):
+            await agent.wait_established(15)
+            await asyncio.sleep(2.0)
+            chans = await server.acli_json("channels")
+            bridged = [c["caller"] for c in chans
+                       if c["direction"] == "inbound" and c["bridged_with"]]
+            assert len(bridged) == 1, chans
+            served.append(bridged[0])
+            await callers[bridged[0]].hangup()
+            await agent.wait_closed(5)
+        received = {ext: c.received_wav() for ext, c in callers.items()}
         agent_calls = agent.recordings("dec")
-    for wav in (rx1, rx3):
+    assert served == ["1001", "1003", "1004"]
+    for ext, wav in received.items():
         assert wav is not None
         rate, x = audio.load_mono(wav)
-        assert audio.tone_ratio(x, rate, AGENT_TONE) > 0.1, "caller did not hear the agent"
-    # the agent took the callers in arrival order: 1001 (500 Hz) first, then 1003 (800 Hz)
-    assert len(agent_calls) >= 2
+        assert audio.tone_ratio(x, rate, AGENT_TONE) > 0.1, f"{ext} did not hear the agent"
+    # what the agent heard, call by call: each caller's own tone, in arrival order
+    assert len(agent_calls) >= 3
     heard = []
-    for wav in agent_calls[-2:]:
+    for wav in agent_calls[-3:]:
         rate, x = audio.load_mono(wav)
-        heard.append(max((500.0, 800.0), key=lambda f: audio.tone_ratio(x, rate, f)))
-    assert heard == [500.0, 800.0]
+        heard.append(max(tones.values(), key=lambda f: audio.tone_ratio(x, rate, f)))
+    assert heard == [500.0, 800.0, 1100.0]
     stats = server.cli_json("stats", "queue", "support", "--today")
-    assert stats["total"]["offered"] == 2
-    assert stats["total"]["answered"] == 2
+    assert stats["total"]["offered"] == 3
+    assert stats["total"]["answered"] == 3
 
 
 def _match(received: Any, prompt: Any) -> float:

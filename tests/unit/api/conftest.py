@@ -11,6 +11,7 @@ import pytest
 
 from ccswitch.call.events import EventBus
 from ccswitch.config import load_config_text
+from ccswitch.gcwatch import GcWatch
 
 
 def stub_server(tmp_path: Path, extra_yaml: str = "") -> Any:
@@ -26,7 +27,8 @@ def stub_server(tmp_path: Path, extra_yaml: str = "") -> Any:
     ua = SimpleNamespace(registrar=SimpleNamespace(all=lambda now: []), now=lambda: 0.0,
                          extensions={}, on_inbound_call=None)
     return SimpleNamespace(cfg=cfg, bus=bus, engine=engine, manager=manager, ua=ua,
-                           started=time.time(), config_path=str(tmp_path / "config.yaml"))
+                           started=time.time(), config_path=str(tmp_path / "config.yaml"),
+                           gc_watch=GcWatch())
 
 
 @pytest.fixture

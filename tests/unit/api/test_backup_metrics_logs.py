@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sqlite3
@@ -89,6 +90,11 @@ async def test_metrics_text_format(tmp_path: Path) -> None:
     m = Metrics(server)
     m.start()
     await asyncio.sleep(0.6)  # one lag probe
+    server.gc_watch.install()
+    try:
+        gc.collect()  # a full collection, timed
+    finally:
+        server.gc_watch.uninstall()
     server.bus.publish("CHANNEL_HANGUP", channel="c1", linkedid="c1", answered=True,
                        cause="NORMAL_CLEARING")
     server.bus.publish("CHANNEL_HANGUP", channel="c2", linkedid="c2", answered=False,
@@ -104,6 +110,8 @@ async def test_metrics_text_format(tmp_path: Path) -> None:
     assert samples['ccswitch_queue_service_level_ratio{queue="sales"}'] == 0.8
     assert samples['ccswitch_queue_agents{queue="sales",state="available"}'] == 1
     assert 0 <= samples["ccswitch_event_loop_lag_seconds"] < 1
+    assert samples['ccswitch_gc_collections_total{generation="2"}'] >= 1
+    assert samples['ccswitch_gc_pause_seconds_max{generation="2"}'] > 0
     assert "ccswitch_rtp_jitter_ms_max" in samples and "ccswitch_registrations" in samples
     # every sample's family has HELP and TYPE
     for name in {k.split("{")[0] for k in samples}:

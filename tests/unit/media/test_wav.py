@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ccswitch.media.diskio import DiskWriter
 from ccswitch.media.wav import CrashSafeWav, StereoRecorder, read_wav
 
 
@@ -167,6 +168,45 @@ def test_bytes_beyond_the_header_size_are_ignored(tmp_path: Path) -> None:
         f.write(b"\x07\x00" * 3 + b"\x01")
     assert read_wav(p)[2] == b"\x05\x00" * 10
     assert wave_frames(p) == (1, b"\x05\x00" * 10)
+
+
+def test_writes_on_a_disk_writer_thread_land_in_order(tmp_path: Path) -> None:
+    """With a DiskWriter the loop only queues bytes: after `drain` the file holds every
+    flush in order, with a header that covers exactly them; `close` closes the fd there."""
+    disk = DiskWriter()
+    p = tmp_path / "rec.wav"
+    w = CrashSafeWav(p, channels=1, writer=disk)
+    expected = b""
+    for i in range(200):
+        chunk = struct.pack("<h", i) * 160
+        w.append(chunk)
+        expected += chunk
+        w.flush()
+    assert w.frames == 200 * 160  # counted when queued
+    assert disk.drain()
+    assert read_wav(p) == (8000, 1, expected)
+    raw = p.read_bytes()
+    assert struct.unpack_from("<I", raw, 40)[0] == len(raw) - 44
+    w.close()
+    disk.close()
+    assert disk.jobs == 202 and disk.errors == 0  # 200 flushes, the drain mark, a close
+
+
+def test_disk_writer_survives_failing_jobs(tmp_path: Path) -> None:
+    disk = DiskWriter()
+
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    ran: list[int] = []
+    disk.submit(broken)
+    disk.submit(lambda: ran.append(1))
+    assert disk.drain()
+    assert ran == [1] and disk.errors == 1
+    disk.close()
+    disk.submit(lambda: ran.append(2))  # a new thread after close
+    disk.close()
+    assert ran == [1, 2]
 
 
 CRASH = r"""
