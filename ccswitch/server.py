@@ -504,10 +504,12 @@ class Server:
             try:
                 path = await self.tts.render(text)
                 pcm = await asyncio.to_thread(self.prompt_cache.get, path)
-                await chan.play(pcm, barge_in=True)
-                return
             except Exception as e:
                 log.warning("tts failed for %r: %s", text[:40], e)
+            else:
+                # a hang-up meanwhile raises ChannelGone to the caller: not a TTS failure
+                await chan.play(pcm, barge_in=True)
+                return
         await chan.play(sine(660, 250, dbfs=-14), barge_in=True)
 
     def _watch_features(self, a: Channel, b: Channel) -> None:

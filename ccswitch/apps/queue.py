@@ -43,6 +43,16 @@ log = logging.getLogger("ccswitch.queue")
 Speak = Callable[[Channel, str], Awaitable[None]]
 
 
+def _consume_gone(t: asyncio.Future[None]) -> None:
+    """Done callback of an announcement task nobody awaits: a hang-up (ChannelGone) is
+    expected there; anything else is logged rather than left unretrieved."""
+    if t.cancelled():
+        return
+    e = t.exception()
+    if e is not None and not isinstance(e, ChannelGone):
+        log.error("queue announcement failed: %r", e)
+
+
 @dataclass
 class Waiter:
     """A caller on the line, waiting in a queue."""
@@ -300,6 +310,7 @@ class QueueService:
         """Interrupt the music for an announcement; an agent answering stops it at once."""
         chan = w.chan
         say = asyncio.ensure_future(self.speak(chan, text))
+        say.add_done_callback(_consume_gone)
         done, _ = await asyncio.wait([say, w.result, chan.hungup],
                                      return_when=asyncio.FIRST_COMPLETED)
         if say not in done:
@@ -419,7 +430,11 @@ class QueueService:
 
     async def _callback_call(self, offer: Offer, agent_leg: Channel) -> None:
         """The agent answered a callback: call the customer and bridge them."""
-        await self.speak(agent_leg, "Calling back the customer.")
+        with contextlib.suppress(ChannelGone):  # the agent hung up: failed, below
+            await self.speak(agent_leg, "Calling back the customer.")
+        if agent_leg.is_gone:
+            self.acd.callback_failed(offer.caller, self.now())
+            return
         from ccswitch.apps.dial import dial
 
         # the agent leg is the call's first leg: it owns the CDR and the recording
@@ -531,7 +546,8 @@ class QueueService:
                 text = "You are available."
         except AcdError as e:
             text = "That did not work: " + str(e).replace("_", " ") + "."
-        await self.speak(chan, text)
+        with contextlib.suppress(ChannelGone):  # hung up before the confirmation ended
+            await self.speak(chan, text)
         chan.hangup("NORMAL_CLEARING")
 
     # ------------------------------------------------------------ views (CLI, API, wallboard)

@@ -73,7 +73,8 @@ class CallRecorder:
     __slots__ = ("_anchor", "_closed", "path", "rec", "t0")
 
     def __init__(self, path: Path, now: float, writer: DiskWriter | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if writer is None:  # (a writer makes the directories on its thread)
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.rec = StereoRecorder(str(path), writer=writer)
         self.t0 = now

@@ -116,14 +116,42 @@ def _header(channels: int, rate: int, data_bytes: int) -> bytes:
     )
 
 
-def _write_then_sizes(fd: int, data: bytes, data_bytes: int) -> None:
-    """Append `data`, then make the header cover the file up to `data_bytes`."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.pwrite(fd, _U32.pack(36 + data_bytes), 4)
-    os.pwrite(fd, _U32.pack(data_bytes), 40)
+class _File:
+    """The open file behind a CrashSafeWav, whichever thread opened it."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def open(self, header: bytes, make_dirs: bool) -> None:
+        if make_dirs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, header)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def write_then_sizes(self, data: bytes, data_bytes: int) -> None:
+        """Append `data`, then make the header cover the file up to `data_bytes`."""
+        fd = self.fd
+        if fd < 0:
+            return  # the open failed (and was reported): nothing to add to
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.pwrite(fd, _U32.pack(36 + data_bytes), 4)
+        os.pwrite(fd, _U32.pack(data_bytes), 40)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class CrashSafeWav:
@@ -135,26 +163,30 @@ class CrashSafeWav:
     most what was appended since the last flush. (A power cut can lose more: there is no
     fsync, as it would cost a disk round trip per flush.) Appends that would take the data
     past the 4 GiB RIFF limit are dropped and counted in `dropped_bytes`.
+
+    With a `writer`, opening (directories included), writes and closing all run on its
+    thread, in order: even creating a file can wait for the file system's journal while
+    a disk is busy writing back.  An error there is logged by the writer, not raised.
     """
 
     def __init__(self, path: str | os.PathLike[str], channels: int, rate: int = 8000,
                  writer: DiskWriter | None = None) -> None:
         self.path = Path(path)
-        self._writer = writer  # set: writes run on its thread, in order (see diskio)
+        self._writer = writer
         self.channels = channels
         self.rate = rate
         self._align = 2 * channels
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._file = f = _File(self.path)
+        header = _header(channels, rate, 0)
+        if writer is not None:
+            writer.submit(lambda: f.open(header, True))
+        else:
+            f.open(header, False)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._data_bytes = 0
         self.dropped_bytes = 0
         self._closed = False
-        try:
-            os.write(self._fd, _header(channels, rate, 0))
-        except BaseException:
-            os.close(self._fd)
-            raise
 
     @property
     def frames(self) -> int:
@@ -187,10 +219,10 @@ class CrashSafeWav:
         self._pending_bytes = 0
         self._data_bytes += len(data)
         if self._writer is not None:
-            fd, total = self._fd, self._data_bytes
-            self._writer.submit(lambda: _write_then_sizes(fd, data, total))
+            f, total = self._file, self._data_bytes
+            self._writer.submit(lambda: f.write_then_sizes(data, total))
         else:
-            _write_then_sizes(self._fd, data, self._data_bytes)
+            self._file.write_then_sizes(data, self._data_bytes)
 
     def close(self) -> None:
         if self._closed:
@@ -200,10 +232,9 @@ class CrashSafeWav:
         finally:
             self._closed = True
             if self._writer is not None:
-                fd = self._fd
-                self._writer.submit(lambda: os.close(fd))
+                self._writer.submit(self._file.close)
             else:
-                os.close(self._fd)
+                self._file.close()
 
     def __enter__(self) -> CrashSafeWav:
         return self

@@ -189,7 +189,20 @@ def test_writes_on_a_disk_writer_thread_land_in_order(tmp_path: Path) -> None:
     assert struct.unpack_from("<I", raw, 40)[0] == len(raw) - 44
     w.close()
     disk.close()
-    assert disk.jobs == 202 and disk.errors == 0  # 200 flushes, the drain mark, a close
+    assert disk.jobs == 203 and disk.errors == 0  # open, 200 flushes, drain mark, close
+
+
+def test_a_file_the_writer_cannot_create_costs_one_error_not_the_call(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    disk = DiskWriter()
+    w = CrashSafeWav(tmp_path / "blocker" / "day" / "rec.wav", channels=1, writer=disk)
+    for _ in range(5):
+        w.append(b"\x00\x01" * 160)
+        w.flush()  # no file: the writes are skipped quietly
+    w.close()
+    assert disk.drain()
+    assert disk.errors == 1
+    disk.close()
 
 
 def test_disk_writer_survives_failing_jobs(tmp_path: Path) -> None:
