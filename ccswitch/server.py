@@ -358,6 +358,14 @@ class Server:
     async def route_call(self, chan: SipChannel) -> None:
         """Run the dialplan for a new inbound call; refuse it if nothing answers it."""
         number = chan.dest
+        if chan.replaces is not None:  # INVITE with Replaces: not a new call
+            self.cdr.update_extra(chan.linkedid, replaces=chan.replaces.linkedid)
+            if await self.transfers.replace(chan, chan.replaces):
+                await asyncio.shield(chan.hungup)
+            elif not chan.is_gone and not chan.is_up:
+                chan.reject(503, "NORMAL_TEMPORARY_FAILURE", "Service Unavailable "
+                            "(the call to replace is not connected)")
+            return
         if chan.trunk is not None:  # a provider's call: its DID decides, nothing else
             internal = await self._route_did(chan, *self.trunks.inbound_target(chan))
             if internal is None:

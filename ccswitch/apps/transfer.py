@@ -115,6 +115,28 @@ class Transfers:
         report(200, "OK")
         self.join(transferor, transferee, leg2, party)
 
+    async def replace(self, new: SipChannel, old: SipChannel) -> bool:
+        """INVITE with Replaces (RFC 3891): `new` takes `old`'s place in its two-party
+        call; `old` is hung up.  False (nothing changed) when `old` is not bridged."""
+        other = old.bridged_with()
+        if other is None or other.is_gone:
+            return False
+        await new.answer()
+        if old.is_gone or other.is_gone:  # the call ended while we answered
+            return False
+        if old.bridge is not None:
+            old.bridge.destroy()
+        if other.media is not None and other.media.source is not None:
+            other.media.set_source(None)
+        Bridge(self.ua.manager, other, new)
+        self.publish(TRANSFER_EVENT, kind="replaces", channel=old.id, transferee=other.id,
+                     target=new.name, linkedid=other.linkedid)
+        self._report("replaces", old, other, new.endpoint_name, True,
+                     asyncio.get_running_loop().time())
+        log.info("replaces: %s now talks to %s instead of %s", other.name, new.name, old.name)
+        old.hangup("ATTENDED_TRANSFER")
+        return True
+
     def join(self, leg1: Channel, a: Channel, leg2: Channel, c: Channel) -> None:
         """Connect a (from leg1's bridge) with c (from leg2's bridge); end leg1 and leg2."""
         for leg in (leg1, leg2):

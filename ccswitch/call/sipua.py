@@ -32,7 +32,14 @@ from ccswitch.sip.auth import (
 from ccswitch.sip.dialog import Dialog, LocalAddress, build_request, make_cancel, new_tag
 from ccswitch.sip.errors import ParseError
 from ccswitch.sip.message import Request, Response, make_response, split_commas
-from ccswitch.sip.refer import ReferTarget, Replaces, refer_notify, refer_sub, refer_to_of
+from ccswitch.sip.refer import (
+    ReferTarget,
+    Replaces,
+    parse_replaces,
+    refer_notify,
+    refer_sub,
+    refer_to_of,
+)
 from ccswitch.sip.registrar import Binding, Registrar
 from ccswitch.sip.transaction import (
     AckTimeout,
@@ -415,6 +422,11 @@ class SipUA:
             if ext is None:
                 return
             dest = ruri.user or ""
+        replaced: SipChannel | None = None
+        if req.get("Replaces") is not None:
+            replaced = self._replaced_by(req, txn, ext)
+            if replaced is None:
+                return
         self.respond(txn, make_response(req, 100))
         if req.body and req.content_type not in ("application/sdp", ""):
             self.reply(txn, 415, headers=[("Accept", "application/sdp")])
@@ -427,8 +439,36 @@ class SipUA:
                 self.reply(txn, 400, f"Bad Request (SDP: {e})")
                 return
         ch = SipChannel(self, txn=txn, peer=peer, ext=ext, dest=dest, offer=offer, trunk=trunk)
+        ch.replaces = replaced
         txn.user = ch
         self.spawn(ch.start_inbound())
+
+    def _replaced_by(self, req: Request, txn: ServerTransaction,
+                     ext: Extension | None) -> SipChannel | None:
+        """The answered leg an INVITE with Replaces (RFC 3891) takes over, or None after
+        replying why not.  Only a phone of the extension that owns the leg may take it
+        (moving a call between one user's devices): another extension could otherwise
+        seize any call whose dialog identifiers it learned.  Early dialogs (call pickup
+        by Replaces) are not offered: pickup is the feature code."""
+        try:
+            rep = parse_replaces(req.get("Replaces") or "")
+        except ParseError as e:
+            self.reply(txn, 400, f"Bad Request ({e})")
+            return None
+        old = self.find_replaced(rep)
+        if old is None or old.is_gone:
+            self.reply(txn, 481)
+            return None
+        if ext is None or old.ext is None or old.ext.number != ext.number:
+            self.reply(txn, 403, "Forbidden (not your call)")
+            return None
+        if not old.is_up:  # an early dialog
+            self.reply(txn, 481)
+            return None
+        if rep.early_only:  # "only if still early": it is answered (RFC 3891 §3)
+            self.reply(txn, 486)
+            return None
+        return old
 
     def _on_cancel(self, req: Request, txn: ServerTransaction) -> None:
         inv = self.layer.find_invite_for_cancel(req)
@@ -631,6 +671,7 @@ class SipChannel(Channel):
         self.peer = peer
         self.ext = ext
         self.trunk = trunk  # a provider's leg (inbound recognised, or outbound through it)
+        self.replaces: SipChannel | None = None  # the leg this one takes over (RFC 3891)
         self.auth_tries = 0  # outbound: challenges answered
         self.invite_txn = txn  # inbound: the INVITE server transaction
         self.out_txn: ClientTransaction | None = None  # outbound INVITE

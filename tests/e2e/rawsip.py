@@ -176,6 +176,16 @@ class RawSip:
                 continue
             return r
 
+    async def recv_request(self, method: str, timeout: float = 3.0) -> bytes | None:
+        """The next request of `method` from the server (raw bytes), or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await self._recv_one(deadline)
+            if data is None:
+                return None
+            if data.startswith(method.encode() + b" "):
+                return data
+
     async def transact(self, data: bytes, timeout: float = 3.0) -> RawResponse | None:
         await self.send(data)
         return await self.recv(timeout)
@@ -223,7 +233,7 @@ class RawCall:
 
 
 async def place_call(s: RawSip, number: str, user: str, password: str, sdp: bytes,
-                     timeout: float = 10.0) -> RawCall:
+                     timeout: float = 10.0, extra: list[str] | None = None) -> RawCall:
     """INVITE -> 401 -> ACK -> INVITE with digest -> 200 -> ACK, by hand."""
     from ccswitch.sip.auth import build_authorization
 
@@ -231,10 +241,12 @@ async def place_call(s: RawSip, number: str, user: str, password: str, sdp: byte
     from_tag = secrets.token_hex(4)
     ruri = f"sip:{number}@{s.remote}"
 
-    def invite(cseq: int, branch: str, extra: list[str]) -> bytes:
+    def invite(cseq: int, branch: str, hdrs: list[str]) -> bytes:
         return s.request("INVITE", ruri, user=user, to_user=number, call_id=call_id,
                          from_tag=from_tag, cseq=cseq, branch=branch, body=sdp,
-                         extra=["Content-Type: application/sdp", *extra])
+                         extra=["Content-Type: application/sdp", *more, *hdrs])
+
+    more = list(extra or [])
 
     b1 = "z9hG4bK" + secrets.token_hex(8)
     r = await s.transact(invite(1, b1, []), timeout)

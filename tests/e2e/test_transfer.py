@@ -1,10 +1,17 @@
-"""Transfers with real baresip phones: blind REFER and the ## feature code."""
+"""Transfers with real baresip phones: blind REFER and the ## feature code; a call moved
+between phones by INVITE with Replaces."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from tests.e2e.rawsip import RawSip, hang_up, place_call
 from tests.e2e.server import CcswitchServer
 from tests.peers import audio
 from tests.peers.baresip import Baresip
@@ -57,3 +64,75 @@ async def test_blind_transfer_by_refer(server: CcswitchServer, tmp_path: Path) -
     right = st[1]
     assert audio.tone_ratio(right, rate, TONES["1002"]) > 0.05
     assert audio.tone_ratio(right, rate, TONES["1003"]) > 0.05
+
+
+# ------------------------------------------------------------ INVITE with Replaces
+def _rtp_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+def _sdp(rtp: socket.socket) -> bytes:
+    return ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {rtp.getsockname()[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            "a=sendrecv\r\n").encode()
+
+
+async def _rtp_hears(rtp: socket.socket, freq: float, secs: float = 1.5) -> bool:
+    """Drop what is queued, then decode `secs` of fresh PCMU and look for `freq`."""
+    from tests.e2e.test_core_calls import _ulaw_decode
+
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            rtp.recv(2048)
+    loop = asyncio.get_running_loop()
+    payload = b""
+    end = loop.time() + secs
+    while loop.time() < end:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(rtp, 2048), end - loop.time())
+        except TimeoutError:
+            break
+        if len(data) > 12 and data[1] & 0x7F == 0:
+            payload += data[12:]
+    x = _ulaw_decode(payload) if payload else np.zeros(0)
+    return len(x) > 8000 and audio.tone_present(x, 8000, freq, min_ratio=0.3)
+
+
+async def test_invite_with_replaces_moves_a_call_to_another_phone(
+        server: CcswitchServer, tmp_path: Path) -> None:
+    """RFC 3891: a second phone of extension 1001 takes over 1001's call with 1002 (the
+    first phone's dialog gets a BYE, 1002's call goes on with the new phone); another
+    extension is refused, an unknown dialog gets 481."""
+    r1, r2, r3 = _rtp_socket(), _rtp_socket(), _rtp_socket()
+    try:
+        async with phone(server, tmp_path, "1002", answermode="auto") as b, \
+                RawSip("127.0.0.1", server.port) as s1, \
+                RawSip("127.0.0.1", server.port) as s2, \
+                RawSip("127.0.0.1", server.port) as s3:
+            assert await b.register()
+            call = await place_call(s1, "1002", "1001", "secret1001", _sdp(r1))
+            await b.wait_established(5)
+            assert await _rtp_hears(r1, TONES["1002"])
+            rep = (f"Replaces: {call.call_id}@test;to-tag={call.to_tag};"
+                   f"from-tag={call.from_tag}")
+            with pytest.raises(AssertionError, match="status=403"):
+                await place_call(s3, "1002", "1003", "secret1003", _sdp(r3), extra=[rep])
+            with pytest.raises(AssertionError, match="status=481"):
+                await place_call(s3, "1002", "1001", "secret1001", _sdp(r3),
+                                 extra=["Replaces: nosuch@test;to-tag=a1;from-tag=b2"])
+            call2 = await place_call(s2, "1002", "1001", "secret1001", _sdp(r2), extra=[rep])
+            assert await s1.recv_request("BYE", 5) is not None  # the first phone lets go
+            assert await _rtp_hears(r2, TONES["1002"])  # the new phone hears 1002
+            assert not b.events_of("CALL_CLOSED")  # 1002 never noticed
+            chans = await server.acli_json("channels")
+            # the old leg is gone: the new phone's leg and 1002's leg remain
+            assert sorted(c["direction"] for c in chans) == ["inbound", "outbound"], chans
+            r = await hang_up(s2, call2)
+            assert r is not None and r.status == 200
+            await b.wait_closed(5)
+    finally:
+        for s in (r1, r2, r3):
+            s.close()
