@@ -46,7 +46,7 @@ case "$mode" in
     .venv/bin/ruff check ccswitch tests bench
     .venv/bin/mypy ccswitch
     # pytest exits 5 when it collected nothing: that is a failure too
-    .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+    .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
     ;;
   *)
     echo "usage: $0 run|test|install" >&2
