@@ -355,3 +355,34 @@ async def test_retriever_hanging_up_while_answering_keeps_the_call_parked() -> N
     for p in lot.slots.values():
         if p.task is not None:
             p.task.cancel()
+
+
+# ------------------------------------------------------------------ INVITE with Replaces
+async def test_replaces_puts_the_new_leg_in_the_old_legs_place() -> None:
+    w = World()
+    old, b = w.pair("1001", "1002")
+    new = w.chan("1001")
+    assert await w.transfers.replace(new, old)  # type: ignore[arg-type]
+    assert partner(b) == "1001" and b.bridged_with() is new
+    assert old.is_gone and old.hangup_cause == "ATTENDED_TRANSFER"
+    assert not b.is_gone
+    assert w.hook == [("replaces", "1001", "1002", "1001", True)]
+
+
+async def test_replaces_of_an_unbridged_leg_or_a_call_that_ends_meanwhile_changes_nothing(
+        ) -> None:
+    w = World()
+    lone = w.chan("1001")
+    new = w.chan("1001")
+    assert not await w.transfers.replace(new, lone)  # type: ignore[arg-type]
+    assert not lone.is_gone and w.hook == []
+    # the far party hangs up while the new leg is being answered
+    old, b = w.pair("1001", "1002")
+    slow = w.chan("1001")
+    slow.answer_gate = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(w.transfers.replace(slow, old))  # type: ignore[arg-type]
+    await settle()
+    b.hangup()
+    slow.answer_gate.set_result(None)
+    assert not await task
+    assert slow.bridge is None and w.hook == []
