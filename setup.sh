@@ -9,9 +9,10 @@ cd "$(dirname "$0")"
 mode=${1:-run}
 shift || true
 
-# Debian packages: runtime (Python, speech synthesis, audio conversion) and, for tests,
+# Debian packages: runtime (Python, speech synthesis, audio conversion; ffmpeg lets pydub
+# read prompts that are not WAV: mp3, ogg, flac) and, for tests,
 # the third-party SIP peers the end-to-end tests drive.
-APT_RUNTIME="python3 python3-venv python3-dev gcc espeak-ng sox libsox-fmt-all"
+APT_RUNTIME="python3 python3-venv python3-dev gcc espeak-ng sox libsox-fmt-all ffmpeg"
 APT_TEST="sip-tester baresip baresip-core sipsak tcpdump flite chromium"
 
 apt_install() {
