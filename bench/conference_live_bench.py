@@ -53,9 +53,11 @@ from bench.ivr_bench import (
     SipUac,
     StreamStats,
     api,
+    drop_recordings,
     log_problems,
     noise_payloads,
     pcts,
+    run_fast,
     self_cpu,
     tone_frame,
 )
@@ -246,14 +248,7 @@ async def run(a: argparse.Namespace) -> None:
     finally:
         srv.stop()
     print(log_problems(srv))
-    rec = srv.dir / "recordings"
-    if rec.exists():
-        import shutil
-
-        wavs = list(rec.rglob("*.wav"))
-        print(f"recordings: {len(wavs)} files, "
-              f"{sum(p.stat().st_size for p in wavs) / 1e6:.0f} MB (deleted)")
-        shutil.rmtree(rec, ignore_errors=True)
+    drop_recordings(srv)
 
 
 def main() -> None:
@@ -268,13 +263,7 @@ def main() -> None:
     ap.add_argument("--log-level", default="warning", help="the server's logging level")
     a = ap.parse_args()
     random.seed(1)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(run(a))
+    run_fast(run(a))
 
 
 if __name__ == "__main__":

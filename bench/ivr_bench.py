@@ -48,6 +48,7 @@ import math
 import os
 import random
 import re
+import shutil
 import socket
 import sqlite3
 import struct
@@ -55,7 +56,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,27 @@ def log_problems(srv: CcswitchServer) -> str:
     for k, n in sorted(seen.items(), key=lambda kv: -kv[1])[:6]:
         out += f"\n     {n:>6} x {k}"
     return out
+
+
+def drop_recordings(srv: CcswitchServer) -> None:
+    """Say how much the run recorded, then delete it (recordings are 32 kB/s per call)."""
+    rec = srv.dir / "recordings"
+    if rec.exists():
+        wavs = list(rec.rglob("*.wav"))
+        print(f"recordings: {len(wavs)} files, "
+              f"{sum(p.stat().st_size for p in wavs) / 1e6:.0f} MB (deleted)")
+        shutil.rmtree(rec, ignore_errors=True)
+
+
+def run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run on uvloop when installed (the generator must outpace the server)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main)
 
 
 def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> None:
@@ -832,14 +854,7 @@ async def run_ivr(a: argparse.Namespace) -> None:
         srv.stop()
     cdr_check(srv, results)
     print(log_problems(srv))
-    rec = srv.dir / "recordings"
-    if rec.exists():
-        import shutil
-
-        wavs = list(rec.rglob("*.wav"))
-        print(f"recordings: {len(wavs)} files, "
-              f"{sum(p.stat().st_size for p in wavs) / 1e6:.0f} MB (deleted)")
-        shutil.rmtree(rec, ignore_errors=True)
+    drop_recordings(srv)
 
 
 def cdr_check(srv: CcswitchServer, results: list[tuple[int, list[IvrCall]]]) -> None:
@@ -901,13 +916,7 @@ def main() -> None:
                     help="what callers send: SIPp's g711a.pcap speech (-25 dBFS, keeps the "
                     "in-band DTMF detector busy until the first RFC 4733 digit) or -50 dBFS noise")
     a = ap.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(run_ivr(a))
+    run_fast(run_ivr(a))
 
 
 if __name__ == "__main__":
