@@ -505,14 +505,8 @@ class SipUA:
         )
         if variables:
             ch.vars.update(variables)
-        try:
-            sym = ext.rtp_symmetric if ext else symmetric
-            ep = await self.engine.create_endpoint(symmetric=sym, ipv6=":" in ch.peer.host)
-        except OSError as e:
-            log.error("no RTP port for outbound call: %s", e)
-            ch._set_gone("SWITCH_CONGESTION")
+        if not await self._outbound_media(ch, ext.rtp_symmetric if ext else symmetric):
             return ch
-        ch.attach_media(ep)
         ch.send_invite(binding.uri, codecs or (ext.codecs if ext else ["PCMU", "PCMA"]),
                        headers or [])
         return ch
@@ -541,16 +535,27 @@ class SipUA:
             caller_name=caller_name, linkedid=linkedid,
             endpoint_name=endpoint_name or (trunk.name if trunk else peer.host), trunk=trunk,
         )
+        if not await self._outbound_media(ch, trunk.rtp_symmetric if trunk else True):
+            return ch
+        ch.send_invite(uri, codecs or ch.codecs, headers or [], from_=from_, to=to)
+        return ch
+
+    async def _outbound_media(self, ch: SipChannel, symmetric: bool) -> bool:
+        """RTP ports for a new outbound leg; False (the leg ended) when none are free.
+        A caller cancelled meanwhile (a queue withdrawing its offer) ends the leg too:
+        left as it was, it would stay in the channel list, never called, for good."""
         try:
-            ep = await self.engine.create_endpoint(
-                symmetric=trunk.rtp_symmetric if trunk else True, ipv6=":" in peer.host)
+            ep = await self.engine.create_endpoint(symmetric=symmetric,
+                                                   ipv6=":" in ch.peer.host)
         except OSError as e:
             log.error("no RTP port for outbound call: %s", e)
             ch._set_gone("SWITCH_CONGESTION")
-            return ch
+            return False
+        except asyncio.CancelledError:
+            ch._set_gone("ORIGINATOR_CANCEL")
+            raise
         ch.attach_media(ep)
-        ch.send_invite(uri, codecs or ch.codecs, headers or [], from_=from_, to=to)
-        return ch
+        return True
 
     # ------------------------------------------------------------ shutdown
     def hangup_all(self, cause: str = "SYSTEM_SHUTDOWN") -> None:

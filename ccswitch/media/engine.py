@@ -478,8 +478,18 @@ class MediaEngine:
             ep = Endpoint(self, port, symmetric)
             ep.family = family
             ep.bind_host = host
-            await loop.create_datagram_endpoint(lambda ep=ep: ep, sock=rtp_sock)  # type: ignore[misc]
-            t, _ = await loop.create_datagram_endpoint(_Sink, sock=rtcp_sock)
+            try:
+                await loop.create_datagram_endpoint(lambda ep=ep: ep, sock=rtp_sock)  # type: ignore[misc]
+                t, _ = await loop.create_datagram_endpoint(_Sink, sock=rtcp_sock)
+            except BaseException:
+                # cancelled (or failed) half-way: the pair goes back to the range
+                self._used.discard(port)
+                if ep.transport is not None:
+                    ep.transport.close()
+                else:
+                    rtp_sock.close()
+                rtcp_sock.close()
+                raise
             ep.rtcp = t
             self.endpoints += 1
             return ep
