@@ -227,6 +227,9 @@ async def test_events_calls_records_and_screen_pop(tmp_path: Path,
                 s.stop()
             await api.close()
             await runner.cleanup()
-        # the queue call's record carries the queue and the agent
-        rows = [c for c in srv.cdrs() if c["callee"] == "600"]
-        assert rows and json.loads(rows[0]["extra"])["agent"] == "1002"
+        # the queue call's record carries the queue and the agent; CDR writes are batched
+        # (0.1 s) and this call can end a few ms before this line: wait for its outcome
+        rows = await srv.wait_for(lambda: [
+            c for c in srv.cdrs()
+            if c["callee"] == "600" and "queue_outcome" in json.loads(c["extra"] or "{}")])
+        assert json.loads(rows[0]["extra"])["agent"] == "1002"
